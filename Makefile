@@ -31,7 +31,7 @@ lint: $(STAMP)
 
 test: $(STAMP) system
 	$(BIN)/ruff check bncourse tests scripts
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile --nbval-lax tests book
 
 clean:
 	rm -rf _build artifacts .pytest_cache
