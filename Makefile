@@ -31,7 +31,9 @@ lint: $(STAMP)
 
 test: $(STAMP) system
 	$(BIN)/ruff check bncourse tests scripts
-	$(BIN)/python -m pytest -n auto --dist loadfile --nbval-lax tests book
+	# One BLAS/torch thread per worker: two workers already fill two cores, and
+	# oversubscribed threads made single torch calls 100x slower under load.
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n auto --dist loadfile --nbval-lax tests book
 
 clean:
 	rm -rf _build artifacts .pytest_cache

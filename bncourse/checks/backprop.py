@@ -1,0 +1,327 @@
+"""Assignment 04, backpropagation through BN.
+
+The student writes ``batchnorm_forward`` (whose cache they design), a staged
+``batchnorm_backward`` and a ``batchnorm_backward_compact``, a finite-difference
+``numerical_gradient``, and ``BatchNormFunction``, a ``torch.autograd.Function`` with their
+backward. The caches are opaque: the backward parts call the student's own forward (found in
+the globals of the student's backward, i.e. the notebook) and pass its cache on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bncourse.checks import Part
+from bncourse.mistakes import BACKWARD_VARIANTS, Variant
+from bncourse.testing import Verdict, as_array, judge_outputs, pair
+
+ASSIGNMENT = "04_backprop"
+
+# Tolerances (rtol, atol) on gradients of order 1-10.
+# float64: correct staged and compact backward passes agree with the float64 reference to
+# ~1e-13; 1e-7 separates every variant (they change dx by O(1)).
+TOL_FLOAT64 = (1e-7, 1e-9)
+# float32: dx subtracts terms of similar size (dout, its mean, x_hat * mean(dout * x_hat)),
+# so correct float32 code loses a few digits (~1e-6 relative here); 5e-4 is a wide margin.
+TOL_FLOAT32 = (5e-4, 5e-4)
+
+
+def _random_case(label: str, shape: tuple[int, ...], dtype: type, seed: int, eps: float = 1e-5,
+                 tiny_channel: bool = False, constant_channel: bool = False,
+                 offset: float = 0.0) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    channels = shape[1]
+    stat_shape = (1, channels) + (1,) * (len(shape) - 2)
+    std = rng.uniform(0.5, 3.0, size=stat_shape)
+    if tiny_channel:
+        std[0, 0] = 1e-3
+    x = offset + rng.uniform(-3, 3, size=stat_shape) + std * rng.standard_normal(shape)
+    if constant_channel:
+        x[:, -1] = -1.5
+    gamma = rng.uniform(0.5, 2.0, size=channels) * rng.choice([-1.0, 1.0], size=channels)
+    return {
+        "label": label,
+        "x": x.astype(dtype),
+        "gamma": gamma.astype(dtype),
+        "beta": rng.uniform(-2, 2, size=channels).astype(dtype),
+        "dout": rng.standard_normal(shape).astype(dtype),
+        "eps": eps,
+    }
+
+
+def backward_cases() -> list[dict[str, Any]]:
+    return [
+        _random_case("float64 x of shape (6, 4)", (6, 4), np.float64, seed=41),
+        _random_case("float64 x of shape (2, 3, 4, 4)", (2, 3, 4, 4), np.float64, seed=42),
+        _random_case("float32 x of shape (8, 3)", (8, 3), np.float32, seed=43),
+    ]
+
+
+def backward_cases_hidden() -> list[dict[str, Any]]:
+    return [
+        _random_case("float64 x with N = 2, shape (2, 5)", (2, 5), np.float64, seed=51),
+        _random_case("float64 x of shape (7, 3) whose column 0 has variance 1e-6", (7, 3),
+                     np.float64, seed=52, tiny_channel=True),
+        _random_case("float64 x of shape (4, 3, 2, 2) with a constant channel", (4, 3, 2, 2),
+                     np.float64, seed=53, constant_channel=True),
+        _random_case("float64 x of shape (3, 2, 5), one spatial axis, eps = 1e-3", (3, 2, 5),
+                     np.float64, seed=54, eps=1e-3),
+        _random_case("float64 x of shape (16, 3) with mean 1e4 x std", (16, 3), np.float64,
+                     seed=55, offset=1e4),
+        _random_case("float32 x of shape (3, 5, 3, 1)", (3, 5, 3, 1), np.float32, seed=56),
+    ]
+
+
+def _tolerance(case: dict[str, Any]) -> tuple[float, float]:
+    return TOL_FLOAT64 if np.asarray(case["x"]).dtype == np.float64 else TOL_FLOAT32
+
+
+def _student_forward(backward: Any) -> Any:
+    forward = getattr(backward, "__globals__", {}).get("batchnorm_forward")
+    if forward is None:
+        raise NameError(
+            "the backward parts call your batchnorm_forward to get the cache; define it in the "
+            "notebook above"
+        )
+    return forward
+
+
+def run_backward(backward: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Student's forward, then the student's backward on its cache; inputs copied."""
+    x, gamma, beta, dout = (np.array(case[n]) for n in ("x", "gamma", "beta", "dout"))
+    _, cache = pair(_student_forward(backward)(x, gamma, beta, eps=case["eps"]),
+                    "batchnorm_forward")
+    grads = backward(dout, cache)
+    if not isinstance(grads, tuple | list) or len(grads) != 3:
+        raise TypeError(
+            f"the backward pass should return (dx, dgamma, dbeta), got {type(grads).__name__}"
+        )
+    dx, dgamma, dbeta = (as_array(g) for g in grads)
+    return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta, "after_dout": dout}
+
+
+def _expected_grads(case: dict[str, Any]) -> dict[str, np.ndarray]:
+    from bncourse import cpu
+
+    x, gamma, beta, dout = (np.asarray(case[n], dtype=np.float64)
+                            for n in ("x", "gamma", "beta", "dout"))
+    _, cache = cpu.batchnorm_forward(x, gamma, beta, eps=case["eps"])
+    dx, dgamma, dbeta = cpu.batchnorm_backward(dout, cache)
+    return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta}
+
+
+def _judge_backward(target: str) -> Any:
+    def judge(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
+        return judge_outputs(target, case, outputs, _expected_grads(case), _tolerance(case),
+                             BACKWARD_VARIANTS, dtype_of="x", inputs=("dout",))
+    return judge
+
+
+# --------------------------------------------------------------------------- numerical gradient
+
+# Smooth test functions f(x) built from the case's arrays (plain NumPy, no reference code),
+# with their exact gradients for the judge.
+
+
+def _test_function(case: dict[str, Any]) -> Any:
+    if case["kind"] == "tanh_matmul":
+        return lambda x: np.tanh(x @ case["A"])
+    return lambda x: x**3 * case["A"]  # "cube"
+
+
+def _analytic_gradient(case: dict[str, Any]) -> np.ndarray:
+    x, A, dout = case["x"], case["A"], case["dout"]
+    if case["kind"] == "tanh_matmul":
+        return (dout * (1.0 - np.tanh(x @ A) ** 2)) @ A.T
+    return 3.0 * x**2 * A * dout
+
+
+def gradient_cases() -> list[dict[str, Any]]:
+    rng = np.random.default_rng(61)
+    return [
+        {"label": "f(x) = tanh(x @ A), x of shape (4, 3)", "kind": "tanh_matmul",
+         "x": rng.standard_normal((4, 3)), "A": rng.standard_normal((3, 5)),
+         "dout": rng.standard_normal((4, 5)), "h": 1e-5},
+        {"label": "f(x) = x**3 * A elementwise, x of shape (3, 2, 2)", "kind": "cube",
+         "x": rng.standard_normal((3, 2, 2)), "A": rng.standard_normal((3, 2, 2)),
+         "dout": rng.standard_normal((3, 2, 2)), "h": 1e-5},
+    ]
+
+
+def gradient_cases_hidden() -> list[dict[str, Any]]:
+    rng = np.random.default_rng(62)
+    return [
+        {"label": "f(x) = x**3 * A with h = 1e-4, x of shape (5,)", "kind": "cube",
+         "x": rng.standard_normal(5), "A": rng.standard_normal(5),
+         "dout": rng.standard_normal(5), "h": 1e-4},
+        {"label": "f(x) = tanh(x @ A), x of shape (1, 6) and output (1, 1)",
+         "kind": "tanh_matmul", "x": rng.standard_normal((1, 6)),
+         "A": rng.standard_normal((6, 1)), "dout": rng.standard_normal((1, 1)), "h": 1e-6},
+    ]
+
+
+def run_gradient(numerical_gradient: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
+    x, dout = np.array(case["x"]), np.array(case["dout"])
+    dx = as_array(numerical_gradient(_test_function(case), x, dout, h=case["h"]))
+    return {"dx": dx, "after_x": x, "after_dout": dout}
+
+
+def _one_sided(case: dict[str, Any]) -> dict[str, np.ndarray]:
+    f, x, h = _test_function(case), np.asarray(case["x"], dtype=np.float64), case["h"]
+    dx = np.zeros_like(x)
+    base = f(x)
+    for index in np.ndindex(x.shape):
+        step = np.zeros_like(x)
+        step[index] = h
+        dx[index] = np.sum((f(x + step) - base) * case["dout"]) / h
+    return {"dx": dx}
+
+
+GRADIENT_VARIANTS = (
+    Variant("one_sided_difference",
+            "it looks like a one-sided difference (f(x + h) - f(x)) / h, whose error is of "
+            "order h; the central difference (f(x + h) - f(x - h)) / (2h) errs by order h^2.",
+            _one_sided),
+    Variant("missing_factor_2",
+            "the result is twice the gradient; a central difference divides by 2h, not h.",
+            lambda case: {"dx": 2.0 * _analytic_gradient(case)}),
+    Variant("ignores_dout",
+            "dout seems to be ignored; the numerical gradient of sum(f(x) * dout) weighs each "
+            "output's change by dout.",
+            lambda case: {"dx": _analytic_gradient({**case, "dout": np.ones_like(case["dout"])})}),
+)
+
+# Central differences on these smooth functions err by ~h^2 / 6 * |f'''| (<= 2e-8 for the
+# largest step, h = 1e-4) plus rounding ~1e-16 / h (<= 1e-10); 1e-7 relative / 1e-8 absolute
+# is above that, yet 10x below the error of a one-sided difference (~h / 2 * |f''| ~ 1e-5).
+TOL_GRADIENT = (1e-7, 1e-8)
+
+
+def judge_gradient(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
+    return judge_outputs("numerical_gradient", case, outputs,
+                         {"dx": _analytic_gradient(case)}, TOL_GRADIENT, GRADIENT_VARIANTS,
+                         inputs=("x", "dout"))
+
+
+# --------------------------------------------------------------------------- autograd Function
+
+
+def function_cases() -> list[dict[str, Any]]:
+    import torch
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    cases = []
+    for device in devices:
+        for case in (
+            _random_case(f"float64 x of shape (5, 3) on {device}", (5, 3), np.float64, seed=71),
+            _random_case(f"float64 x of shape (2, 3, 2, 2) on {device}", (2, 3, 2, 2),
+                         np.float64, seed=72),
+        ):
+            cases.append({**case, "device": device})
+    return cases
+
+
+def function_cases_hidden() -> list[dict[str, Any]]:
+    import torch
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    cases = []
+    for device in devices:
+        for case in (
+            _random_case(f"float64 x with N = 2, shape (2, 4), on {device}", (2, 4), np.float64,
+                         seed=81),
+            _random_case(f"float64 x of shape (3, 2, 4), a constant channel, on {device}",
+                         (3, 2, 4), np.float64, seed=82, constant_channel=True),
+            _random_case(f"float64 x of shape (4, 2) with eps = 1e-2 on {device}", (4, 2),
+                         np.float64, seed=83, eps=1e-2),
+        ):
+            cases.append({**case, "device": device})
+    return cases
+
+
+def run_function(function: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Forward and backward through the student's Function, then torch's gradcheck on it."""
+    import torch
+
+    device, eps = torch.device(case["device"]), case["eps"]
+
+    def leaf(name: str) -> torch.Tensor:
+        return torch.tensor(case[name], device=device, requires_grad=True)
+
+    x, gamma, beta = leaf("x"), leaf("gamma"), leaf("beta")
+    out = function.apply(x, gamma, beta, eps)
+    out.backward(torch.tensor(case["dout"], device=device))
+    # gradcheck compares the student's backward with finite differences of the student's
+    # forward (float64, central differences with step 1e-6).
+    consistent = torch.autograd.gradcheck(
+        lambda x_, g_, b_: function.apply(x_, g_, b_, eps),
+        (x.detach().requires_grad_(), gamma.detach().requires_grad_(),
+         beta.detach().requires_grad_()),
+        eps=1e-6, atol=1e-5, rtol=1e-4, raise_exception=False,
+    )
+    return {
+        "out": as_array(out), "dx": as_array(x.grad), "dgamma": as_array(gamma.grad),
+        "dbeta": as_array(beta.grad), "gradcheck": np.asarray(bool(consistent)),
+    }
+
+
+def judge_function(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
+    from bncourse import cpu
+
+    where = f"BatchNormFunction ({case['label']})"
+    x, gamma, beta = (np.asarray(case[n], dtype=np.float64) for n in ("x", "gamma", "beta"))
+    out, _ = cpu.batchnorm_forward(x, gamma, beta, eps=case["eps"])
+    verdict = judge_outputs("BatchNormFunction", case, outputs, {"out": out}, TOL_FLOAT64)
+    if not verdict.passed:
+        return Verdict(False, verdict.message.replace("`out`", "the forward's `out`"),
+                       verdict.mistake)
+    verdict = judge_outputs("BatchNormFunction", case, outputs, _expected_grads(case),
+                            TOL_FLOAT64, BACKWARD_VARIANTS)
+    if not verdict.passed:
+        return verdict
+    if not bool(np.asarray(outputs.get("gradcheck", False))):
+        return Verdict(False, f"{where}: torch.autograd.gradcheck disagrees with your backward.",
+                       "gradcheck")
+    return Verdict(True)
+
+
+# --------------------------------------------------------------------------- parts
+
+
+def _part(name: str, target: str, points: float, hidden: bool, description: str, cases: Any,
+          run: Any, judge: Any) -> Part:
+    return Part(id=f"{ASSIGNMENT}-{name}", assignment=ASSIGNMENT, target=target, points=points,
+                hidden=hidden, description=description, cases=cases, run=run, judge=judge)
+
+
+def _backward_parts(target: str, name: str) -> list[Part]:
+    judge = _judge_backward(target)
+    return [
+        _part(name, target, 2.0, False,
+              f"{target} on (N, D) and (N, C, H, W), float64 and float32", backward_cases,
+              run_backward, judge),
+        _part(f"{name}_hidden", target, 1.0, True,
+              f"{target}: N = 2, tiny variance, a constant channel, eps = 1e-3, one spatial "
+              "axis, mean 1e4 x std; dout unchanged, dtype kept",
+              backward_cases_hidden, run_backward, judge),
+    ]
+
+
+PARTS = [
+    *_backward_parts("batchnorm_backward", "backward"),
+    *_backward_parts("batchnorm_backward_compact", "backward_compact"),
+    _part("numerical_gradient", "numerical_gradient", 1.0, False,
+          "numerical_gradient against exact gradients of two smooth functions",
+          gradient_cases, run_gradient, judge_gradient),
+    _part("numerical_gradient_hidden", "numerical_gradient", 1.0, True,
+          "numerical_gradient with other steps h and shapes; x and dout unchanged",
+          gradient_cases_hidden, run_gradient, judge_gradient),
+    _part("function", "BatchNormFunction", 2.0, False,
+          "BatchNormFunction: output, gradients and torch.autograd.gradcheck on every device",
+          function_cases, run_function, judge_function),
+    _part("function_hidden", "BatchNormFunction", 1.0, True,
+          "BatchNormFunction: N = 2, one spatial axis with a constant channel, eps = 1e-2",
+          function_cases_hidden, run_function, judge_function),
+]

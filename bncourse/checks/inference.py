@@ -1,0 +1,421 @@
+"""Assignment 05, BN at inference: running statistics, population statistics, the inference
+transform, folding BN into the layer before it, and a ``BatchNorm1d`` module with train/eval
+behaviour checked against ``torch.nn.BatchNorm1d``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bncourse.checks import Part
+from bncourse.mistakes import (
+    FOLD_VARIANTS,
+    INFERENCE_VARIANTS,
+    POPULATION_VARIANTS,
+    RUNNING_VARIANTS,
+    Variant,
+    channel_axes,
+)
+from bncourse.testing import Verdict, as_array, judge_outputs, pair
+
+ASSIGNMENT = "05_inference"
+
+# Tolerances (rtol, atol) on values of order 0.1-10.
+# float64: correct code agrees with the float64 reference to ~1e-14; 1e-7 separates every
+# variant here (eps-related ones change results by >= 1e-4 relative: the running variances
+# below include 0.01).
+TOL_FLOAT64 = (1e-7, 1e-9)
+# float32: rounding of a handful of operations, ~1e-6 relative; 1e-4 is a 100x margin.
+TOL_FLOAT32 = (1e-4, 1e-4)
+
+
+def _tolerance(case: dict[str, Any], key: str = "x") -> tuple[float, float]:
+    return TOL_FLOAT64 if np.asarray(case[key]).dtype == np.float64 else TOL_FLOAT32
+
+
+def _channels(rng: np.random.Generator, channels: int, dtype: type) -> dict[str, np.ndarray]:
+    """Per-channel parameters: gamma != 1, beta != 0, running stats far from any batch's."""
+    var = rng.uniform(0.5, 4.0, size=channels)
+    var[0] = 0.01  # small enough for eps (1e-5) to change 1/sqrt(var) by 5e-4 relative
+    return {
+        "gamma": (rng.uniform(0.5, 2.0, channels) * rng.choice([-1.0, 1.0], channels)).astype(dtype),
+        "beta": rng.uniform(-2.0, 2.0, channels).astype(dtype),
+        "running_mean": rng.uniform(-3.0, 3.0, channels).astype(dtype),
+        "running_var": var.astype(dtype),
+    }
+
+
+def _data(rng: np.random.Generator, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    stat_shape = (1, shape[1]) + (1,) * (len(shape) - 2)
+    mean = rng.uniform(-2.0, 2.0, stat_shape)
+    std = rng.uniform(0.5, 2.0, stat_shape)
+    return (mean + std * rng.standard_normal(shape)).astype(dtype)
+
+
+# --------------------------------------------------------------------------- running statistics
+
+
+def running_case(label: str, shape: tuple[int, ...], dtype: type, seed: int,
+                 momentum: float = 0.1) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    stats = _channels(rng, shape[1], dtype)
+    return {"label": label, "x": _data(rng, shape, dtype), "momentum": momentum,
+            "running_mean": stats["running_mean"], "running_var": stats["running_var"]}
+
+
+def running_cases() -> list[dict[str, Any]]:
+    return [
+        running_case("float64 x of shape (8, 3), momentum 0.1", (8, 3), np.float64, seed=101),
+        running_case("float32 x of shape (5, 4), momentum 0.2", (5, 4), np.float32, seed=102,
+                     momentum=0.2),
+    ]
+
+
+def running_cases_hidden() -> list[dict[str, Any]]:
+    return [
+        running_case("float64 x with N = 2, shape (2, 3)", (2, 3), np.float64, seed=111),
+        running_case("float64 x of shape (2, 3, 2, 2), momentum 0.3", (2, 3, 2, 2), np.float64,
+                     seed=112, momentum=0.3),
+        running_case("float32 x of shape (4, 2, 3), momentum 1.0", (4, 2, 3), np.float32,
+                     seed=113, momentum=1.0),
+    ]
+
+
+def run_running(update_running_stats: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
+    mean, var, x = (np.array(case[n]) for n in ("running_mean", "running_var", "x"))
+    new_mean, new_var = pair(update_running_stats(mean, var, x, momentum=case["momentum"]),
+                             "update_running_stats", ("new_mean", "new_var"))
+    return {"new_mean": as_array(new_mean), "new_var": as_array(new_var),
+            "after_running_mean": mean, "after_running_var": var, "after_x": x}
+
+
+def judge_running(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
+    from bncourse import cpu
+
+    mean, var, x = (np.asarray(case[n], dtype=np.float64) for n in ("running_mean", "running_var", "x"))
+    new_mean, new_var = cpu.update_running_stats(mean, var, x, momentum=case["momentum"])
+    return judge_outputs("update_running_stats", case, outputs,
+                         {"new_mean": new_mean, "new_var": new_var}, _tolerance(case),
+                         RUNNING_VARIANTS, dtype_of="x",
+                         inputs=("running_mean", "running_var", "x"))
+
+
+# --------------------------------------------------------------------------- population statistics
+
+
+def population_case(label: str, shape: tuple[int, ...], dtype: type, seed: int) -> dict[str, Any]:
+    """``batches`` is one array (K, *batch shape); run hands the student a list of K batches."""
+    rng = np.random.default_rng(seed)
+    return {"label": label, "batches": _data(rng, shape, dtype)}
+
+
+def population_cases() -> list[dict[str, Any]]:
+    return [
+        population_case("5 float64 batches of shape (4, 3)", (5, 4, 3), np.float64, seed=121),
+        population_case("3 float32 batches of shape (6, 2)", (3, 6, 2), np.float32, seed=122),
+    ]
+
+
+def population_cases_hidden() -> list[dict[str, Any]]:
+    return [
+        population_case("1 float64 batch of shape (2, 4)", (1, 2, 4), np.float64, seed=131),
+        population_case("4 float64 batches of shape (2, 3, 2, 2)", (4, 2, 3, 2, 2), np.float64,
+                        seed=132),
+    ]
+
+
+def run_population(population_stats: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
+    batches = [np.array(b) for b in case["batches"]]
+    mean, var = pair(population_stats(batches), "population_stats", ("mean", "var"))
+    return {"mean": as_array(mean), "var": as_array(var), "after_batches": np.stack(batches)}
+
+
+def judge_population(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
+    from bncourse import cpu
+
+    batches = np.asarray(case["batches"], dtype=np.float64)
+    mean, var = cpu.population_stats(list(batches))
+    return judge_outputs("population_stats", case, outputs, {"mean": mean, "var": var},
+                         _tolerance(case, "batches"), POPULATION_VARIANTS, dtype_of="batches",
+                         inputs=("batches",))
+
+
+# --------------------------------------------------------------------------- inference transform
+
+
+def inference_case(label: str, shape: tuple[int, ...], dtype: type, seed: int,
+                   eps: float = 1e-5) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    return {"label": label, "x": _data(rng, shape, dtype), "eps": eps,
+            **_channels(rng, shape[1], dtype)}
+
+
+def inference_cases() -> list[dict[str, Any]]:
+    return [
+        inference_case("float64 x of shape (6, 3)", (6, 3), np.float64, seed=141),
+        inference_case("float32 x of shape (2, 3, 4, 4)", (2, 3, 4, 4), np.float32, seed=142),
+    ]
+
+
+def inference_cases_hidden() -> list[dict[str, Any]]:
+    return [
+        inference_case("float64 x of a single example, shape (1, 4)", (1, 4), np.float64,
+                       seed=151),
+        inference_case("float64 x of shape (3, 2, 5), eps = 1e-2", (3, 2, 5), np.float64,
+                       seed=152, eps=1e-2),
+        inference_case("float32 x of shape (7, 5)", (7, 5), np.float32, seed=153),
+    ]
+
+
+_INFERENCE_INPUTS = ("x", "gamma", "beta", "running_mean", "running_var")
+
+
+def run_inference(batchnorm_inference: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
+    arrays = {n: np.array(case[n]) for n in _INFERENCE_INPUTS}
+    out = batchnorm_inference(*arrays.values(), eps=case["eps"])
+    return {"out": as_array(out), **{f"after_{n}": a for n, a in arrays.items()}}
+
+
+def judge_inference(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
+    from bncourse import cpu
+
+    arrays = [np.asarray(case[n], dtype=np.float64) for n in _INFERENCE_INPUTS]
+    out = cpu.batchnorm_inference(*arrays, eps=case["eps"])
+    return judge_outputs("batchnorm_inference", case, outputs, {"out": out}, _tolerance(case),
+                         INFERENCE_VARIANTS, dtype_of="x", inputs=_INFERENCE_INPUTS)
+
+
+# --------------------------------------------------------------------------- folding
+
+
+def fold_case(label: str, weight_shape: tuple[int, ...], dtype: type, seed: int,
+              no_bias: bool = False, eps: float = 1e-5) -> dict[str, Any]:
+    """``no_bias`` cases keep a zero ``bias`` array (cases hold arrays); run passes None."""
+    rng = np.random.default_rng(seed)
+    out_channels = weight_shape[0]
+    bias = np.zeros(out_channels) if no_bias else rng.uniform(-1.0, 1.0, out_channels)
+    case = {"label": label, "weight": rng.standard_normal(weight_shape).astype(dtype),
+            "bias": bias.astype(dtype), "eps": eps, **_channels(rng, out_channels, dtype)}
+    if no_bias:
+        case["no_bias"] = 1
+    return case
+
+
+def fold_cases() -> list[dict[str, Any]]:
+    return [
+        fold_case("float64 Linear weight (4, 3) with bias", (4, 3), np.float64, seed=161),
+        fold_case("float32 Linear weight (3, 5) with bias", (3, 5), np.float32, seed=162),
+    ]
+
+
+def fold_cases_hidden() -> list[dict[str, Any]]:
+    return [
+        fold_case("float64 Conv weight (3, 2, 3, 3) with bias", (3, 2, 3, 3), np.float64,
+                  seed=171),
+        fold_case("float64 Linear weight (2, 6) and bias None", (2, 6), np.float64, seed=172,
+                  no_bias=True),
+        fold_case("float64 Conv1d weight (5, 1, 2) with bias, eps = 1e-3", (5, 1, 2),
+                  np.float64, seed=173, eps=1e-3),
+    ]
+
+
+_FOLD_INPUTS = ("weight", "bias", "gamma", "beta", "running_mean", "running_var")
+
+
+def run_fold(fold_batchnorm: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
+    arrays = {n: np.array(case[n]) for n in _FOLD_INPUTS}
+    args = dict(arrays)
+    if case.get("no_bias"):
+        args["bias"] = None
+    weight, bias = pair(fold_batchnorm(*args.values(), eps=case["eps"]), "fold_batchnorm",
+                        ("weight", "bias"))
+    return {"weight": as_array(weight), "bias": as_array(bias),
+            **{f"after_{n}": a for n, a in arrays.items()}}
+
+
+def judge_fold(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
+    from bncourse import cpu
+
+    arrays = {n: np.asarray(case[n], dtype=np.float64) for n in _FOLD_INPUTS}
+    if case.get("no_bias"):
+        arrays["bias"] = None
+    weight, bias = cpu.fold_batchnorm(*arrays.values(), eps=case["eps"])
+    return judge_outputs("fold_batchnorm", case, outputs, {"weight": weight, "bias": bias},
+                         _tolerance(case, "weight"), FOLD_VARIANTS, dtype_of="weight",
+                         inputs=_FOLD_INPUTS)
+
+
+# --------------------------------------------------------------------------- the layer
+
+STEPS = 3  # training steps before switching to eval
+
+
+def layer_case(label: str, shape: tuple[int, ...], seed: int, momentum: float = 0.1,
+               eps: float = 1e-5) -> dict[str, Any]:
+    """float32 (torch's default): STEPS training batches, their upstream gradients, a test batch."""
+    rng = np.random.default_rng(seed)
+    stats = _channels(rng, shape[1], np.float32)
+    return {
+        "label": label, "momentum": momentum, "eps": eps,
+        "weight": stats["gamma"], "bias": stats["beta"],
+        "train_x": np.stack([_data(rng, shape, np.float32) for _ in range(STEPS)]),
+        "train_dout": rng.standard_normal((STEPS, *shape)).astype(np.float32),
+        "test_x": _data(rng, (3, *shape[1:]), np.float32),
+    }
+
+
+def layer_cases() -> list[dict[str, Any]]:
+    return [layer_case("BatchNorm1d(4), batches of shape (8, 4)", (8, 4), seed=181)]
+
+
+def layer_cases_hidden() -> list[dict[str, Any]]:
+    return [
+        layer_case("BatchNorm1d(3, momentum=0.3, eps=1e-3), batches of shape (2, 3)", (2, 3),
+                   seed=191, momentum=0.3, eps=1e-3),
+        layer_case("BatchNorm1d(2), batches of shape (4, 2, 5)", (4, 2, 5), seed=192),
+    ]
+
+
+def run_layer(layer_class: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
+    """STEPS training steps (outputs, input gradients, running stats), then eval outputs."""
+    import torch
+
+    channels = case["weight"].shape[0]
+    layer = layer_class(channels, eps=case["eps"], momentum=case["momentum"])
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(case["weight"]))
+        layer.bias.copy_(torch.from_numpy(case["bias"]))
+    outputs: dict[str, np.ndarray] = {}
+    layer.train()
+    for step in range(STEPS):
+        x = torch.tensor(case["train_x"][step], requires_grad=True)
+        out = layer(x)
+        out.backward(torch.from_numpy(case["train_dout"][step]))
+        if x.grad is None:
+            raise RuntimeError("no gradient reached the input: compute the forward pass with "
+                               "torch operations so that autograd can differentiate it")
+        outputs[f"train_out_{step}"] = as_array(out)
+        outputs[f"train_dx_{step}"] = as_array(x.grad)
+        outputs[f"running_mean_{step}"] = as_array(layer.running_mean).copy()
+        outputs[f"running_var_{step}"] = as_array(layer.running_var).copy()
+    layer.eval()
+    with torch.no_grad():
+        outputs["eval_out"] = as_array(layer(torch.from_numpy(case["test_x"])))
+    outputs["eval_running_mean"] = as_array(layer.running_mean).copy()
+    return outputs
+
+
+def simulate_layer(case: dict[str, Any], momentum_inverted: bool = False, ddof: int = 1,
+                   eval_batch_stats: bool = False) -> dict[str, np.ndarray]:
+    """The layer in float64, with the switches a mistaken layer gets wrong (no gradients)."""
+    weight, bias = (np.asarray(case[n], dtype=np.float64) for n in ("weight", "bias"))
+    momentum = 1.0 - case["momentum"] if momentum_inverted else case["momentum"]
+    eps = case["eps"]
+    mean, var = np.zeros_like(weight), np.ones_like(weight)
+
+    def normalise(x: np.ndarray, mu: np.ndarray, sigma2: np.ndarray) -> np.ndarray:
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        return (weight.reshape(shape) * (x - mu.reshape(shape)) / np.sqrt(sigma2.reshape(shape) + eps)
+                + bias.reshape(shape))
+
+    result: dict[str, np.ndarray] = {}
+    for step, x in enumerate(np.asarray(case["train_x"], dtype=np.float64)):
+        axes = channel_axes(x)
+        result[f"train_out_{step}"] = normalise(x, x.mean(axis=axes), x.var(axis=axes))
+        mean = (1 - momentum) * mean + momentum * x.mean(axis=axes)
+        var = (1 - momentum) * var + momentum * x.var(axis=axes, ddof=ddof)
+        result[f"running_mean_{step}"], result[f"running_var_{step}"] = mean, var
+    test = np.asarray(case["test_x"], dtype=np.float64)
+    axes = channel_axes(test)
+    result["eval_out"] = (normalise(test, test.mean(axis=axes), test.var(axis=axes))
+                          if eval_batch_stats else normalise(test, mean, var))
+    result["eval_running_mean"] = mean
+    return result
+
+
+LAYER_VARIANTS = (
+    Variant("inverted_momentum",
+            "the running statistics seem to use an inverted momentum; PyTorch's convention is "
+            "new = (1 - momentum) * old + momentum * batch statistic.",
+            lambda case: {k: v for k, v in simulate_layer(case, momentum_inverted=True).items()
+                          if k.startswith(("running", "eval"))}),
+    Variant("biased_running_var",
+            "running_var seems to be fed the biased batch variance; use the unbiased one, "
+            "m / (m - 1) times it, as torch.nn.BatchNorm1d does.",
+            lambda case: {k: v for k, v in simulate_layer(case, ddof=0).items()
+                          if k.startswith(("running_var", "eval_out"))}),
+    Variant("batch_stats_in_inference",
+            "in eval mode the layer seems to use the statistics of the batch; after "
+            "layer.eval() it must use running_mean and running_var (check self.training).",
+            lambda case: {"eval_out": simulate_layer(case, eval_batch_stats=True)["eval_out"]}),
+)
+
+
+def judge_layer(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
+    """Expected results from torch.nn.BatchNorm1d in float64 on the same data."""
+    import torch
+
+    reference = torch.nn.BatchNorm1d(case["weight"].shape[0], eps=case["eps"],
+                                     momentum=case["momentum"]).double()
+    with torch.no_grad():
+        reference.weight.copy_(torch.from_numpy(case["weight"].astype(np.float64)))
+        reference.bias.copy_(torch.from_numpy(case["bias"].astype(np.float64)))
+    expected: dict[str, np.ndarray] = {}
+    for step in range(STEPS):
+        x = torch.tensor(case["train_x"][step], dtype=torch.float64, requires_grad=True)
+        out = reference(x)
+        out.backward(torch.tensor(case["train_dout"][step], dtype=torch.float64))
+        expected[f"train_out_{step}"] = out.detach().numpy()
+        expected[f"train_dx_{step}"] = x.grad.numpy()
+        expected[f"running_mean_{step}"] = reference.running_mean.numpy().copy()
+        expected[f"running_var_{step}"] = reference.running_var.numpy().copy()
+    reference.eval()
+    with torch.no_grad():
+        expected["eval_out"] = reference(torch.tensor(case["test_x"], dtype=torch.float64)).numpy()
+    expected["eval_running_mean"] = reference.running_mean.numpy().copy()
+    # The training-mode parts of the layer are the student's BN forward; float32 throughout.
+    return judge_outputs("BatchNorm1d", case, outputs, expected, TOL_FLOAT32, LAYER_VARIANTS)
+
+
+# --------------------------------------------------------------------------- parts
+
+
+def _part(name: str, target: str, points: float, hidden: bool, description: str, cases: Any,
+          run: Any, judge: Any) -> Part:
+    return Part(id=f"{ASSIGNMENT}-{name}", assignment=ASSIGNMENT, target=target, points=points,
+                hidden=hidden, description=description, cases=cases, run=run, judge=judge)
+
+
+PARTS = [
+    _part("running_stats", "update_running_stats", 1.0, False,
+          "update_running_stats on (N, C), float64 and float32", running_cases, run_running,
+          judge_running),
+    _part("running_stats_hidden", "update_running_stats", 1.0, True,
+          "update_running_stats: N = 2, (N, C, H, W), (N, C, L), momentum 0.3 and 1.0; inputs "
+          "unchanged, dtype kept", running_cases_hidden, run_running, judge_running),
+    _part("population_stats", "population_stats", 1.0, False,
+          "population_stats over several (m, C) batches", population_cases, run_population,
+          judge_population),
+    _part("population_stats_hidden", "population_stats", 1.0, True,
+          "population_stats: a single batch with m = 2, (N, C, H, W) batches",
+          population_cases_hidden, run_population, judge_population),
+    _part("inference", "batchnorm_inference", 1.0, False,
+          "batchnorm_inference on (N, C) and (N, C, H, W)", inference_cases, run_inference,
+          judge_inference),
+    _part("inference_hidden", "batchnorm_inference", 1.0, True,
+          "batchnorm_inference: a single example, (N, C, L), eps = 1e-2, float32",
+          inference_cases_hidden, run_inference, judge_inference),
+    _part("fold", "fold_batchnorm", 1.0, False,
+          "fold_batchnorm into Linear layers with bias", fold_cases, run_fold, judge_fold),
+    _part("fold_hidden", "fold_batchnorm", 1.0, True,
+          "fold_batchnorm: Conv2d and Conv1d weights, bias None, eps = 1e-3",
+          fold_cases_hidden, run_fold, judge_fold),
+    _part("layer", "BatchNorm1d", 2.0, False,
+          "BatchNorm1d against torch.nn.BatchNorm1d: 3 training steps (outputs, input "
+          "gradients, running statistics), then eval", layer_cases, run_layer, judge_layer),
+    _part("layer_hidden", "BatchNorm1d", 1.0, True,
+          "BatchNorm1d: N = 2 with momentum 0.3 and eps = 1e-3, (N, C, L) inputs",
+          layer_cases_hidden, run_layer, judge_layer),
+]

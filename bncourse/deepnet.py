@@ -1,0 +1,246 @@
+"""A small NumPy multilayer perceptron that records what happens inside it.
+
+Chapter 1 uses it to watch activations and gradients travel through a deep
+network under different initialisations and nonlinearities. Every layer
+computes, in the course's notation,
+
+    x = u W^T + b        (pre-activation; u is the layer input, W is (n_out, n_in))
+    z = g(x)             (output of the nonlinearity g; the last layer has none)
+
+and the network ends in a softmax cross-entropy loss. ``forward`` keeps every
+``u``, ``x`` and ``z``; ``backward`` keeps every ``dl/dx`` and ``dl/dW``, so the
+statistics of each layer can be read off after one call of each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Activation = tuple[
+    Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray, np.ndarray], np.ndarray]
+]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    # Split by sign so exp never overflows for large |x|.
+    out = np.empty_like(x)
+    pos = x >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
+    ex = np.exp(x[~pos])
+    out[~pos] = ex / (1.0 + ex)
+    return out
+
+
+#: name -> (g, g') where g' takes (x, z=g(x)) so it can reuse the forward value.
+NONLINEARITIES: dict[str, Activation] = {
+    "tanh": (np.tanh, lambda x, z: 1.0 - z**2),
+    "sigmoid": (_sigmoid, lambda x, z: z * (1.0 - z)),
+    "relu": (lambda x: np.maximum(x, 0.0), lambda x, z: (x > 0).astype(x.dtype)),
+    "linear": (lambda x: x, lambda x, z: np.ones_like(x)),
+}
+
+#: The initialisation schemes ``init_weights`` understands.
+INITS = ("zeros", "constant", "small", "large", "xavier", "he")
+
+
+def init_weights(
+    n_in: int, n_out: int, scheme: str, rng: np.random.Generator, dtype: type = np.float64
+) -> np.ndarray:
+    """Draw an ``(n_out, n_in)`` weight matrix under an initialisation scheme.
+
+    Schemes (all zero-mean Gaussian unless stated):
+    - "zeros": every weight 0.
+    - "constant": every weight 0.1 (non-zero, yet every unit identical).
+    - "small": standard deviation 0.01, a common pre-2010 default.
+    - "large": standard deviation 1.
+    - "xavier": variance 2 / (n_in + n_out) (Glorot & Bengio, 2010).
+    - "he": variance 2 / n_in (He et al., 2015), for ReLU layers.
+    """
+    shape = (n_out, n_in)
+    if scheme == "zeros":
+        return np.zeros(shape, dtype=dtype)
+    if scheme == "constant":
+        return np.full(shape, 0.1, dtype=dtype)
+    stds = {
+        "small": 0.01,
+        "large": 1.0,
+        "xavier": np.sqrt(2.0 / (n_in + n_out)),
+        "he": np.sqrt(2.0 / n_in),
+    }
+    if scheme not in stds:
+        raise ValueError(f"scheme: expected one of {INITS}, got {scheme!r}")
+    return (stds[scheme] * rng.standard_normal(shape)).astype(dtype)
+
+
+def softmax_cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy of ``logits (N, K)`` against integer labels ``y (N,)``.
+
+    Returns ``(loss, dlogits)`` with ``dlogits (N, K)`` the gradient of the mean loss.
+    """
+    shifted = logits - logits.max(axis=1, keepdims=True)  # avoids overflow in exp
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    n = logits.shape[0]
+    loss = -log_probs[np.arange(n), y].mean()
+    dlogits = np.exp(log_probs)
+    dlogits[np.arange(n), y] -= 1.0
+    return float(loss), dlogits / n
+
+
+@dataclass
+class LayerRecord:
+    """What one layer saw in the last forward and backward pass.
+
+    ``u (N, n_in)`` input, ``x (N, n_out)`` pre-activation, ``z (N, n_out)``
+    output; after ``backward``: ``dx`` = dl/dx and ``dW`` = dl/dW, ``db`` = dl/db.
+    """
+
+    u: np.ndarray
+    x: np.ndarray
+    z: np.ndarray
+    dx: np.ndarray | None = None
+    dW: np.ndarray | None = None  # noqa: N815 (the course's name for dl/dW)
+    db: np.ndarray | None = None
+
+
+@dataclass
+class MLP:
+    """A fully connected network ``sizes[0] -> sizes[1] -> ... -> sizes[-1]``.
+
+    Every hidden layer applies ``nonlinearity``; the last layer outputs logits.
+    Build one with :meth:`create`; the weights are plain arrays in ``weights``
+    and ``biases`` so a chapter can inspect or overwrite them.
+    """
+
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    nonlinearity: str = "tanh"
+    records: list[LayerRecord] = field(default_factory=list)
+
+    @classmethod
+    def create(
+        cls,
+        sizes: Sequence[int],
+        nonlinearity: str = "tanh",
+        init: str = "xavier",
+        seed: int = 0,
+        dtype: type = np.float64,
+    ) -> MLP:
+        """Initialise an MLP with layer widths ``sizes`` (input first), zero biases."""
+        if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
+            raise ValueError(f"sizes: expected at least two positive widths, got {list(sizes)!r}")
+        if nonlinearity not in NONLINEARITIES:
+            raise ValueError(
+                f"nonlinearity: expected one of {tuple(NONLINEARITIES)}, got {nonlinearity!r}"
+            )
+        rng = np.random.default_rng(seed)
+        pairs = zip(sizes[:-1], sizes[1:], strict=True)
+        weights = [init_weights(a, b, init, rng, dtype) for a, b in pairs]
+        biases = [np.zeros(b, dtype=dtype) for b in sizes[1:]]
+        return cls(weights, biases, nonlinearity)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.weights)
+
+    def forward(self, u: np.ndarray) -> np.ndarray:
+        """Run ``u (N, sizes[0])`` through the network; return logits ``(N, sizes[-1])``."""
+        if u.ndim != 2 or u.shape[1] != self.weights[0].shape[1]:
+            raise ValueError(
+                f"u: expected shape (N, {self.weights[0].shape[1]}), got {u.shape}"
+            )
+        g, _ = NONLINEARITIES[self.nonlinearity]
+        self.records = []
+        for i, (W, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            x = u @ W.T + b
+            z = x if i == self.n_layers - 1 else g(x)
+            self.records.append(LayerRecord(u=u, x=x, z=z))
+            u = z
+        return u
+
+    def backward(self, dlogits: np.ndarray) -> None:
+        """Backpropagate ``dlogits`` = dl/d(logits); fill ``dx``, ``dW``, ``db`` of each record."""
+        if not self.records:
+            raise RuntimeError("backward: call forward first")
+        _, dg = NONLINEARITIES[self.nonlinearity]
+        dz = dlogits
+        for i in reversed(range(self.n_layers)):
+            rec = self.records[i]
+            rec.dx = dz if i == self.n_layers - 1 else dz * dg(rec.x, rec.z)
+            rec.dW = rec.dx.T @ rec.u
+            rec.db = rec.dx.sum(axis=0)
+            dz = rec.dx @ self.weights[i]
+
+    def loss_and_backward(self, u: np.ndarray, y: np.ndarray) -> float:
+        """Forward, softmax cross-entropy against labels ``y``, backward; return the loss."""
+        loss, dlogits = softmax_cross_entropy(self.forward(u), y)
+        self.backward(dlogits)
+        return loss
+
+    def sgd_step(self, lr: float) -> None:
+        """Move every weight and bias against its gradient: ``W <- W - lr * dW``."""
+        for W, b, rec in zip(self.weights, self.biases, self.records, strict=True):
+            W -= lr * rec.dW
+            b -= lr * rec.db
+
+    def layer_stats(self) -> dict[str, np.ndarray]:
+        """Per-layer statistics of the last forward/backward pass, each an ``(L,)`` array.
+
+        Keys: ``x_std`` (pre-activations), ``z_mean``, ``z_std`` (outputs),
+        ``saturated`` (share of hidden outputs with ``|g'(x)| < 0.05``, i.e. a
+        unit passing back less than 5 % of its gradient), and after
+        ``backward``: ``dx_std`` (dl/dx) and ``dW_std`` (dl/dW).
+        """
+        if not self.records:
+            raise RuntimeError("layer_stats: call forward first")
+        _, dg = NONLINEARITIES[self.nonlinearity]
+        stats = {
+            "x_std": [r.x.std() for r in self.records],
+            "z_mean": [r.z.mean() for r in self.records],
+            "z_std": [r.z.std() for r in self.records],
+            # The output layer has no nonlinearity, so it never saturates.
+            "saturated": [np.mean(np.abs(dg(r.x, r.z)) < 0.05) for r in self.records[:-1]] + [0.0],
+        }
+        if self.records[0].dx is not None:
+            stats["dx_std"] = [r.dx.std() for r in self.records]
+            stats["dW_std"] = [r.dW.std() for r in self.records]
+        return {k: np.asarray(v, dtype=float) for k, v in stats.items()}
+
+
+def train(
+    net: MLP,
+    x: np.ndarray,
+    y: np.ndarray,
+    lr: float,
+    steps: int,
+    batch_size: int = 64,
+    seed: int = 0,
+    callback: Callable[[int, MLP], None] | None = None,
+) -> np.ndarray:
+    """Train ``net`` with plain mini-batch SGD for ``steps`` steps; return the ``(steps,)`` losses.
+
+    Batches are drawn without replacement from ``x (n, d)``, ``y (n,)``,
+    reshuffling every epoch. ``callback(step, net)``, when given, runs before
+    each step (so step 0 sees the initial network). A diverged run (loss not
+    finite) stops early; its remaining losses are NaN.
+    """
+    if batch_size < 1 or batch_size > len(x):
+        raise ValueError(f"batch_size: expected an integer in [1, {len(x)}], got {batch_size!r}")
+    rng = np.random.default_rng(seed)
+    losses = np.full(steps, np.nan)
+    order, pos = rng.permutation(len(x)), 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for step in range(steps):
+            if pos + batch_size > len(x):
+                order, pos = rng.permutation(len(x)), 0
+            idx = order[pos : pos + batch_size]
+            pos += batch_size
+            if callback is not None:
+                callback(step, net)
+            losses[step] = net.loss_and_backward(x[idx], y[idx])
+            if not np.isfinite(losses[step]):
+                break
+            net.sgd_step(lr)
+    return losses

@@ -1,0 +1,487 @@
+"""Known wrong variants of the exercises' functions, and the diagnosis that names them.
+
+Each variant is a small function computing, in float64 from a test case, what a student who
+made one specific mistake would return. ``diagnose`` compares a wrong result with every
+variant that the case can tell apart from the right answer and, when one matches, says in one
+sentence what is probably wrong; otherwise it reports the largest difference and its index.
+
+Soundness rules (a diagnosis must never be a guess):
+- a variant is only tried when it differs from the right answer by more than ten times the
+  tolerance on this case (so "no eps" is only named on a case whose variance is small enough
+  for eps to matter);
+- the student's result must match the variant within the same tolerance as the right answer;
+- variants that cannot be computed exactly (cancellation in E[x^2] - E[x]^2 depends on the
+  order of the floating-point operations) use a ``matches`` predicate that tests a property
+  only that mistake has, on the cases built to expose it.
+
+Check modules build their variant lists from the functions here; other assignments add their
+own ``Variant`` objects the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bncourse.testing import Verdict, compare
+
+Case = Mapping[str, Any]
+Arrays = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One known mistake.
+
+    - mistake: its id, e.g. "unbiased_variance".
+    - message: one sentence saying what is probably wrong and what is right.
+    - compute: case -> the outputs this mistake produces (only those it changes; the others
+      must still be right). Leave None when ``matches`` is given.
+    - matches: (case, outputs, expected) -> whether the outputs show this mistake, for
+      mistakes whose outputs cannot be computed exactly.
+    - applies: case -> whether to try this variant on the case at all.
+    """
+
+    mistake: str
+    message: str
+    compute: Callable[[Case], Arrays] | None = None
+    matches: Callable[[Case, Mapping[str, Any], Mapping[str, np.ndarray]], bool] | None = None
+    applies: Callable[[Case], bool] = lambda case: True
+
+
+def _problems(
+    outputs: Mapping[str, Any], wanted: Mapping[str, np.ndarray], rtol: float, atol: float
+) -> list[str]:
+    found = []
+    for name, value in wanted.items():
+        problem = compare(name, outputs.get(name), value, rtol, atol)
+        if problem:
+            found.append(problem)
+    return found
+
+
+def diagnose(
+    where: str,
+    case: Case,
+    outputs: Mapping[str, Any],
+    expected: Mapping[str, np.ndarray],
+    tolerance: tuple[float, float],
+    variants: Sequence[Variant] = (),
+) -> Verdict:
+    """Verdict on ``outputs``: right, a known mistake, or the largest difference.
+
+    Inputs:
+    - where: "<function> (<case label>)", the start of every message.
+    - case: the inputs.
+    - outputs: the student's outputs (name -> array).
+    - expected: the right outputs (name -> array).
+    - tolerance: (rtol, atol).
+    - variants: known mistakes to try, in order of preference.
+    """
+    rtol, atol = tolerance
+    problems = _problems(outputs, expected, rtol, atol)
+    if not problems:
+        return Verdict(True)
+    for variant in variants:
+        if not variant.applies(case):
+            continue
+        if variant.matches is not None:
+            if variant.matches(case, outputs, expected):
+                return Verdict(False, f"{where}: {variant.message}", variant.mistake)
+            continue
+        changed = variant.compute(case)
+        if not _problems(changed, expected, 10 * rtol, 10 * atol):
+            continue  # this case cannot tell the variant from the right answer
+        if not _problems(outputs, {**expected, **changed}, rtol, atol):
+            return Verdict(False, f"{where}: {variant.message}", variant.mistake)
+    return Verdict(False, f"{where}: {problems[0]}")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def channel_axes(x: np.ndarray) -> tuple[int, ...]:
+    """Axes a per-channel statistic reduces over: all but axis 1."""
+    return (0,) + tuple(range(2, x.ndim))
+
+
+def per_channel(p: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Reshape a (C,) parameter so it broadcasts against x of shape (N, C, *spatial)."""
+    return np.asarray(p, dtype=np.float64).reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+def _f64(case: Case, *names: str) -> list[np.ndarray]:
+    return [np.asarray(case[name], dtype=np.float64) for name in names]
+
+
+def _normalise(
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float,
+    axes: tuple[int, ...] | None = None, ddof: int = 0, denominator: str = "sqrt(var+eps)",
+) -> np.ndarray:
+    """BN forward in float64 with the pieces a variant may get wrong."""
+    axes = channel_axes(x) if axes is None else axes
+    mean = x.mean(axis=axes, keepdims=True)
+    var = x.var(axis=axes, keepdims=True, ddof=ddof)
+    std = {
+        "sqrt(var+eps)": np.sqrt(var + eps),
+        "sqrt(var)+eps": np.sqrt(var) + eps,
+        "sqrt(var)": np.sqrt(var),
+    }[denominator]
+    return per_channel(gamma, x) * (x - mean) / std + per_channel(beta, x)
+
+
+def _forward_case(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    x, gamma, beta = _f64(case, "x", "gamma", "beta")
+    return x, gamma, beta, float(case["eps"])
+
+
+# --------------------------------------------------------------------------- forward
+
+
+def forward_unbiased_variance(case: Case) -> Arrays:
+    x, gamma, beta, eps = _forward_case(case)
+    return {"out": _normalise(x, gamma, beta, eps, ddof=1)}
+
+
+def forward_eps_outside_sqrt(case: Case) -> Arrays:
+    x, gamma, beta, eps = _forward_case(case)
+    return {"out": _normalise(x, gamma, beta, eps, denominator="sqrt(var)+eps")}
+
+
+def forward_no_eps(case: Case) -> Arrays:
+    x, gamma, beta, eps = _forward_case(case)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {"out": _normalise(x, gamma, beta, eps, denominator="sqrt(var)")}
+
+
+def forward_per_sample(case: Case) -> Arrays:
+    """Statistics over the features of each example (axis 1 and up) instead of the batch."""
+    x, gamma, beta, eps = _forward_case(case)
+    return {"out": _normalise(x, gamma, beta, eps, axes=tuple(range(1, x.ndim)))}
+
+
+def forward_batch_axis_only(case: Case) -> Arrays:
+    """(N, C, H, W): statistics over N only, one per (c, h, w) position."""
+    x, gamma, beta, eps = _forward_case(case)
+    return {"out": _normalise(x, gamma, beta, eps, axes=(0,))}
+
+
+def forward_nchw_reshape(case: Case) -> Arrays:
+    """x.reshape(-1, C) without moving the channel axis last, normalised, reshaped back."""
+    x, gamma, beta, eps = _forward_case(case)
+    rows = x.reshape(-1, x.shape[1])
+    return {"out": _normalise(rows, gamma, beta, eps).reshape(x.shape)}
+
+
+def forward_gamma_missing(case: Case) -> Arrays:
+    x, gamma, beta, eps = _forward_case(case)
+    return {"out": _normalise(x, np.ones_like(gamma), beta, eps)}
+
+
+def forward_beta_missing(case: Case) -> Arrays:
+    x, gamma, beta, eps = _forward_case(case)
+    return {"out": _normalise(x, gamma, np.zeros_like(beta), eps)}
+
+
+def forward_gamma_beta_missing(case: Case) -> Arrays:
+    x, gamma, beta, eps = _forward_case(case)
+    return {"out": _normalise(x, np.ones_like(gamma), np.zeros_like(beta), eps)}
+
+
+def forward_gamma_beta_swapped(case: Case) -> Arrays:
+    x, gamma, beta, eps = _forward_case(case)
+    return {"out": _normalise(x, beta, gamma, eps)}
+
+
+def naive_variance_matches(case: Case, outputs: Mapping[str, Any], expected: Any) -> bool:
+    """E[x^2] - E[x]^2 on a float32 case whose mean is 1e4 x its std.
+
+    The cancellation leaves a variance that is garbage (a few multiples of float32's spacing
+    at 1e8, i.e. 8, or zero, or negative) while the mean is right. So, only on cases marked
+    ``large_offset``: the output is non-finite somewhere, or some channel is still an exact
+    affine function of x (correlation above 0.999: only the statistics are wrong) whose
+    spread is off by more than a factor 2 (the other statistics mistakes change it by at
+    most a few per cent on these cases).
+    """
+    if not case.get("large_offset"):
+        return False
+    out = np.asarray(outputs.get("out"), dtype=np.float64)
+    x = np.asarray(case["x"], dtype=np.float64)
+    want = np.asarray(expected["out"], dtype=np.float64)
+    if out.shape != x.shape:
+        return False
+    if not np.isfinite(out).all():
+        return True
+    for c in range(x.shape[1]):
+        xc, oc, wc = x[:, c].ravel(), out[:, c].ravel(), want[:, c].ravel()
+        if xc.std() == 0 or oc.std() == 0 or wc.std() == 0:
+            continue
+        affine = abs(np.corrcoef(xc, oc)[0, 1]) > 0.999
+        ratio = oc.std() / wc.std()
+        if affine and not 0.5 <= ratio <= 2.0:
+            return True
+    return False
+
+
+def _is_spatial(case: Case) -> bool:
+    return np.asarray(case["x"]).ndim > 2
+
+
+FORWARD_VARIANTS: tuple[Variant, ...] = (
+    Variant(
+        "unbiased_variance",
+        "the variance seems to divide by m - 1 (unbiased); BN's batch variance is the biased "
+        "one, dividing by m (np.var's default, ddof=0).",
+        forward_unbiased_variance,
+    ),
+    Variant(
+        "eps_outside_sqrt",
+        "eps seems to be added outside the square root; the denominator is "
+        "sqrt(var + eps), not sqrt(var) + eps.",
+        forward_eps_outside_sqrt,
+    ),
+    Variant(
+        "no_eps",
+        "eps seems to be missing; divide by sqrt(var + eps) so that a channel with (almost) "
+        "constant values does not blow up.",
+        forward_no_eps,
+    ),
+    Variant(
+        "nchw_reshape",
+        "the (N, C, H, W) input seems to be reshaped to (-1, C) without first moving the "
+        "channel axis last, which mixes channels; transpose to (N, H, W, C) before reshaping "
+        "(or reduce over axes (0, 2, 3) directly).",
+        forward_nchw_reshape,
+        applies=_is_spatial,
+    ),
+    Variant(
+        "wrong_axis",
+        "the statistics seem to be taken per example (over the features) instead of per "
+        "channel over the batch; reduce over axis 0 (and the spatial axes 2, 3).",
+        forward_per_sample,
+    ),
+    Variant(
+        "wrong_axis",
+        "the statistics seem to be taken over the batch axis only, one per (c, h, w) "
+        "position; a convolutional channel shares one mean and variance over N, H and W.",
+        forward_batch_axis_only,
+        applies=_is_spatial,
+    ),
+    Variant(
+        "gamma_beta_swapped",
+        "gamma and beta seem to be swapped; the output is gamma * x_hat + beta.",
+        forward_gamma_beta_swapped,
+    ),
+    Variant(
+        "gamma_beta_missing",
+        "gamma and beta seem to be ignored; the output is gamma * x_hat + beta, not x_hat.",
+        forward_gamma_beta_missing,
+    ),
+    Variant(
+        "gamma_beta_missing",
+        "gamma seems to be ignored; the output is gamma * x_hat + beta.",
+        forward_gamma_missing,
+    ),
+    Variant(
+        "gamma_beta_missing",
+        "beta seems to be ignored; the output is gamma * x_hat + beta.",
+        forward_beta_missing,
+    ),
+    Variant(
+        "naive_variance",
+        "on data whose mean is 10^4 times its spread, the variance seems to be computed as "
+        "E[x^2] - E[x]^2, which cancels catastrophically in float32; subtract the mean first "
+        "and average the squared deviations.",
+        matches=naive_variance_matches,
+    ),
+)
+
+
+# --------------------------------------------------------------------------- backward
+
+
+def _backward_pieces(case: Case) -> tuple[np.ndarray, ...]:
+    x, gamma, dout = _f64(case, "x", "gamma", "dout")
+    axes = channel_axes(x)
+    mean = x.mean(axis=axes, keepdims=True)
+    std = np.sqrt(x.var(axis=axes, keepdims=True) + float(case["eps"]))
+    x_hat = (x - mean) / std
+    return x_hat, std, per_channel(gamma, x), dout, axes
+
+
+def backward_drops_mean_var_terms(case: Case) -> Arrays:
+    """Mean and variance treated as constants: dx = gamma / std * dout."""
+    _, std, gamma, dout, _ = _backward_pieces(case)
+    return {"dx": gamma / std * dout}
+
+
+def backward_drops_var_term(case: Case) -> Arrays:
+    """The path through the mean kept, the one through the variance dropped."""
+    _, std, gamma, dout, axes = _backward_pieces(case)
+    return {"dx": gamma / std * (dout - dout.mean(axis=axes, keepdims=True))}
+
+
+def backward_dgamma_dbeta_swapped(case: Case) -> Arrays:
+    x_hat, _, _, dout, axes = _backward_pieces(case)
+    return {"dgamma": dout.sum(axis=axes), "dbeta": (dout * x_hat).sum(axis=axes)}
+
+
+BACKWARD_VARIANTS: tuple[Variant, ...] = (
+    Variant(
+        "backward_drops_mean_var_terms",
+        "dx seems to treat the batch mean and variance as constants; both depend on every "
+        "x_i, so dx has two more terms (through the mean and through the variance).",
+        backward_drops_mean_var_terms,
+    ),
+    Variant(
+        "backward_drops_mean_var_terms",
+        "dx seems to drop the path through the batch variance; the variance depends on every "
+        "x_i, so it adds a term proportional to x_hat * mean(dout * x_hat).",
+        backward_drops_var_term,
+    ),
+    Variant(
+        "dgamma_dbeta_swapped",
+        "dgamma and dbeta seem to be swapped; dbeta sums dout, dgamma sums dout * x_hat.",
+        backward_dgamma_dbeta_swapped,
+    ),
+)
+
+
+# --------------------------------------------------------------------------- inference
+
+
+def batch_var(x: np.ndarray, ddof: int) -> np.ndarray:
+    """Per-channel variance of x (N, C, *spatial) in float64."""
+    return np.asarray(x, dtype=np.float64).var(axis=channel_axes(np.asarray(x)), ddof=ddof)
+
+
+def _running(case: Case, momentum_batch: float, ddof: int) -> Arrays:
+    mean, var, x = _f64(case, "running_mean", "running_var", "x")
+    keep = 1.0 - momentum_batch
+    batch_mean = x.mean(axis=channel_axes(x))
+    return {
+        "new_mean": keep * mean + momentum_batch * batch_mean,
+        "new_var": keep * var + momentum_batch * batch_var(x, ddof),
+    }
+
+
+def running_inverted_momentum(case: Case) -> Arrays:
+    """new = momentum * old + (1 - momentum) * batch (Keras's convention, not PyTorch's)."""
+    return _running(case, 1.0 - float(case["momentum"]), ddof=1)
+
+
+def running_biased_var(case: Case) -> Arrays:
+    return {"new_var": _running(case, float(case["momentum"]), ddof=0)["new_var"]}
+
+
+RUNNING_VARIANTS: tuple[Variant, ...] = (
+    Variant(
+        "inverted_momentum",
+        "the momentum seems inverted; in PyTorch's convention new = (1 - momentum) * old + "
+        "momentum * batch statistic.",
+        running_inverted_momentum,
+    ),
+    Variant(
+        "biased_running_var",
+        "the running variance seems to be fed the biased batch variance; the running "
+        "estimate uses the unbiased one, m / (m - 1) times it.",
+        running_biased_var,
+    ),
+)
+
+
+def population_biased(case: Case) -> Arrays:
+    batches = np.asarray(case["batches"], dtype=np.float64)
+    return {"var": np.mean([batch_var(b, ddof=0) for b in batches], axis=0)}
+
+
+POPULATION_VARIANTS: tuple[Variant, ...] = (
+    Variant(
+        "biased_population_var",
+        "the variance seems to lack the m / (m - 1) correction; the mean of biased batch "
+        "variances underestimates Var[x].",
+        population_biased,
+    ),
+)
+
+
+def _inference_case(case: Case) -> tuple[np.ndarray, ...]:
+    return tuple(_f64(case, "x", "gamma", "beta", "running_mean", "running_var"))
+
+
+def inference_with(case: Case, denominator: str = "sqrt(var+eps)", swap: bool = False,
+                   batch_stats: bool = False) -> Arrays:
+    x, gamma, beta, mean, var = _inference_case(case)
+    eps = float(case["eps"])
+    if batch_stats:
+        return {"out": _normalise(x, gamma, beta, eps)}
+    if swap:
+        gamma, beta = beta, gamma
+    std = {
+        "sqrt(var+eps)": np.sqrt(var + eps),
+        "sqrt(var)+eps": np.sqrt(var) + eps,
+        "sqrt(var)": np.sqrt(var),
+    }[denominator]
+    scale = per_channel(gamma / std, x)
+    return {"out": scale * (x - per_channel(mean, x)) + per_channel(beta, x)}
+
+
+INFERENCE_VARIANTS: tuple[Variant, ...] = (
+    Variant(
+        "batch_stats_in_inference",
+        "the output seems to use the statistics of this batch; in inference BN uses "
+        "running_mean and running_var, so each example's output is independent of the batch.",
+        lambda case: inference_with(case, batch_stats=True),
+    ),
+    Variant(
+        "eps_outside_sqrt",
+        "eps seems to be added outside the square root; use sqrt(running_var + eps).",
+        lambda case: inference_with(case, denominator="sqrt(var)+eps"),
+    ),
+    Variant(
+        "no_eps",
+        "eps seems to be missing; use sqrt(running_var + eps).",
+        lambda case: inference_with(case, denominator="sqrt(var)"),
+    ),
+    Variant(
+        "gamma_beta_swapped",
+        "gamma and beta seem to be swapped; the output is gamma * x_hat + beta.",
+        lambda case: inference_with(case, swap=True),
+    ),
+)
+
+
+def _fold_case(case: Case) -> tuple[np.ndarray, ...]:
+    weight, bias, gamma, beta, mean, var = _f64(
+        case, "weight", "bias", "gamma", "beta", "running_mean", "running_var"
+    )
+    return weight, bias, gamma, beta, mean, var
+
+
+def fold_with(case: Case, use_eps: bool = True, keep_bias: bool = True) -> Arrays:
+    weight, bias, gamma, beta, mean, var = _fold_case(case)
+    eps = float(case["eps"]) if use_eps else 0.0
+    scale = gamma / np.sqrt(var + eps)
+    old_bias = bias if keep_bias else np.zeros_like(bias)
+    return {
+        "weight": weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1)),
+        "bias": scale * (old_bias - mean) + beta,
+    }
+
+
+FOLD_VARIANTS: tuple[Variant, ...] = (
+    Variant(
+        "fold_forgets_eps",
+        "eps seems to be missing from the folded scale; it is gamma / sqrt(running_var + eps).",
+        lambda case: fold_with(case, use_eps=False),
+    ),
+    Variant(
+        "fold_forgets_bias",
+        "the layer's own bias seems to be dropped; the folded bias is "
+        "gamma * (bias - running_mean) / sqrt(running_var + eps) + beta.",
+        lambda case: fold_with(case, keep_bias=False),
+    ),
+)

@@ -1,0 +1,17 @@
+"""Forgets eps in 1 / sqrt(lambda + eps)."""
+import numpy as np
+
+EXPECT_LOST = ["02_whitening-whiten_zca", "02_whitening-whiten_pca", "02_whitening-whiten_hidden"]
+EXPECT_FEEDBACK = "eps"
+
+
+def whiten(x, method="zca", eps=1e-5):
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=0)
+    centred = x64 - mean
+    eigenvalues, eigenvectors = np.linalg.eigh(centred.T @ centred / len(x))
+    eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]
+    W = eigenvectors / np.sqrt(eigenvalues)
+    if method == "zca":
+        W = W @ eigenvectors.T
+    return (centred @ W).astype(x.dtype), W.astype(x.dtype), mean.astype(x.dtype)

@@ -1,0 +1,19 @@
+"""Scales by beta and shifts by gamma."""
+
+import numpy as np
+
+EXPECT_LOST = [
+    "03_bn_transform-forward_2d",
+    "03_bn_transform-forward_2d_hidden",
+    "03_bn_transform-forward_4d",
+    "03_bn_transform-forward_4d_hidden",
+]
+EXPECT_FEEDBACK = "swapped"
+
+
+def batchnorm_forward(x, gamma, beta, eps=1e-5):
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    mu = x.mean(axis=axes, keepdims=True)
+    x_hat = (x - mu) / np.sqrt(x.var(axis=axes, keepdims=True) + eps)
+    return beta.reshape(shape) * x_hat + gamma.reshape(shape), None

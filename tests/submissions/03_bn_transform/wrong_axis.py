@@ -1,0 +1,20 @@
+"""Normalises each example over its features (axis 1 and up), like layer normalisation."""
+
+import numpy as np
+
+EXPECT_LOST = [
+    "03_bn_transform-forward_2d",
+    "03_bn_transform-forward_2d_hidden",
+    "03_bn_transform-forward_4d",
+    "03_bn_transform-forward_4d_hidden",
+]
+EXPECT_FEEDBACK = "per example"
+
+
+def batchnorm_forward(x, gamma, beta, eps=1e-5):
+    axes = tuple(range(1, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    mu = x.mean(axis=axes, keepdims=True)
+    var = x.var(axis=axes, keepdims=True)
+    x_hat = (x - mu) / np.sqrt(var + eps)
+    return gamma.reshape(shape) * x_hat + beta.reshape(shape), None
