@@ -1,13 +1,31 @@
 """bncourse: the reference package of the Batch Normalization course.
 
-Modules (one concern each):
+One module per concern:
 
-- ``bncourse.cpu``: NumPy reference implementations (float32 and float64).
-- ``bncourse.gpu``: the same functions in device-agnostic PyTorch, plus an
-  autograd Function and drop-in ``BatchNorm1d``/``BatchNorm2d`` layers.
-- ``bncourse.data``: the data sets the book and the exercises use (nothing is
-  downloaded: scikit-learn's bundled digits, or data generated from a seed).
-- ``bncourse.testing``: checks and diagnostics that the graded tests call.
+Reference implementations
+- ``bncourse.cpu``: Batch Normalization in NumPy (float32 and float64), the
+  functions students re-implement, with the paper's formulas in the docstrings.
+- ``bncourse.gpu``: the same functions in device-agnostic PyTorch, plus
+  ``BatchNormFunction`` (hand-written backward), ``batch_norm`` and drop-in
+  ``BatchNorm1d``/``BatchNorm2d`` layers.
+- ``bncourse.init``, ``bncourse.flops``, ``bncourse.mlp``: references for the
+  initialisation, whitening-cost and in-practice assignments.
+
+What the book uses
+- ``bncourse.data``: the data sets (scikit-learn's bundled digits, generated
+  data; nothing is downloaded).
+- ``bncourse.plots``, ``bncourse.diagrams``: figures in one style.
+- ``bncourse.deepnet``: a NumPy MLP that records per-layer statistics.
+- ``bncourse.train``, ``bncourse.experiments``: seeded PyTorch training and the
+  cached experiments of chapters 6 and 7 (``python -m bncourse.experiments``).
+- ``bncourse.finite_differences``, ``bncourse.timing``: gradient checking and
+  honest side-by-side timings.
+
+What the graded tests and the graders use
+- ``bncourse.testing``: ``check`` (what a test cell calls), verdicts, the
+  shortcut scan; ``bncourse.mistakes``: known wrong variants and the diagnosis
+  that names them; ``bncourse.checks``: every graded part of every assignment.
+- ``bncourse.release``: regenerates ``exercises/`` from ``solutions/``.
 - ``bncourse.grading``: the ``bncourse-grade`` pipeline for instructors.
 """
 

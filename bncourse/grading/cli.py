@@ -1,0 +1,345 @@
+"""``bncourse-grade ASSIGNMENT SUBMISSIONS``: collect, autograde, feedback, report in one run.
+
+Run ``bncourse-grade --help`` for every option. The steps can also run one at a time with
+``--steps`` (e.g. ``--steps collect`` then ``--steps autograde,feedback,report``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+
+from bncourse.grading import collect as collecting
+from bncourse.grading import dask_backend, feedback, gradebook, report
+from bncourse.grading.gradebook import Course, Journal, atomic_write
+from bncourse.grading.sandbox import Limits, SandboxUnavailableError, resolve_mode
+from bncourse.grading.worker import RESULT_VERSION, grade_and_render
+
+STEPS = ("collect", "autograde", "feedback", "report")
+
+
+def parse_size(text: str) -> int:
+    """'512M', '4G', '100k' or a number of bytes -> bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)[bB]?\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected a size such as 512M or 4G, got {text!r}")
+    scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}[match[2].lower()]
+    return int(float(match[1]) * scale)
+
+
+def parse_steps(text: str) -> list[str]:
+    steps = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown or not steps:
+        raise argparse.ArgumentTypeError(f"expected steps among {','.join(STEPS)}, got {text!r}")
+    return steps
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = Limits()
+    parser = argparse.ArgumentParser(
+        prog="bncourse-grade",
+        description="Grade a whole class of nbgrader notebooks: collect the submissions into "
+        "nbgrader's layout, run each in its own sandbox, judge every test outside it, write "
+        "nbgrader's gradebook, autograded notebooks, feedback HTML, grades.csv and a report.",
+    )
+    parser.add_argument("assignment", help="assignment name, e.g. 03_bn_transform")
+    parser.add_argument("submissions", nargs="?", type=Path,
+                        help="folder or .zip of submissions (needed by the collect step)")
+    where = parser.add_argument_group("course")
+    where.add_argument("--course-dir", type=Path, default=Path("."),
+                       help="nbgrader course directory (default: current directory)")
+    where.add_argument("--source-dir", default=None,
+                       help="folder of instructor notebooks (default: nbgrader_config.py's "
+                       "source_directory, else 'solutions')")
+    where.add_argument("--checks", default="bncourse.checks",
+                       help="module (or .py file) defining PARTS (default: bncourse.checks)")
+    where.add_argument("--student-regex", default=None,
+                       help="regex with a named group 'student' (and optionally 'notebook') "
+                       "for submission file names the built-in patterns do not know")
+    where.add_argument("--report-dir", type=Path, default=None,
+                       help="where the report goes (default: COURSE/reports/ASSIGNMENT)")
+    where.add_argument("--grades", type=Path, default=None,
+                       help="grades.csv path (default: COURSE/grades.csv)")
+    run = parser.add_argument_group("running")
+    run.add_argument("--steps", type=parse_steps, default=list(STEPS),
+                     help="comma-separated steps to run (default: collect,autograde,feedback,"
+                     "report)")
+    run.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                     help="local worker processes (default: one per core)")
+    run.add_argument("--scheduler", default=None,
+                     help="address of a running Dask scheduler (tcp://host:8786) to grade on "
+                     "instead of the local pool")
+    run.add_argument("--regrade", action="store_true",
+                     help="grade again even submissions whose result is already journaled")
+    run.add_argument("--scratch", type=Path, default=None,
+                     help="folder for per-submission temporary files (default: system temp)")
+    run.add_argument("--quiet", action="store_true", help="no progress lines")
+    box = parser.add_argument_group("sandbox and limits")
+    box.add_argument("--sandbox", default="auto", choices=("auto", "bwrap", "rlimits"),
+                     help="bwrap: bubblewrap + rlimits (required: fail if missing); rlimits: "
+                     "no bubblewrap (weaker, see README); auto: bwrap when installed")
+    box.add_argument("--cell-timeout", type=float, default=defaults.cell_timeout,
+                     help=f"seconds per cell (default {defaults.cell_timeout:g})")
+    box.add_argument("--case-timeout", type=float, default=defaults.case_timeout,
+                     help=f"seconds per checked case (default {defaults.case_timeout:g})")
+    box.add_argument("--timeout", type=float, default=defaults.notebook_timeout,
+                     help=f"seconds per notebook (default {defaults.notebook_timeout:g})")
+    box.add_argument("--memory", type=parse_size, default=defaults.memory,
+                     help="address-space limit per notebook (default 4G)")
+    box.add_argument("--max-procs", type=int, default=defaults.max_procs,
+                     help=f"processes+threads per notebook (default {defaults.max_procs})")
+    box.add_argument("--max-output", type=parse_size, default=defaults.max_output,
+                     help="printed output per notebook before it is stopped (default 2M)")
+    box.add_argument("--max-notebook-size", type=parse_size, default=50 * 2**20,
+                     help="larger notebooks are not graded (default 50M)")
+    return parser
+
+
+def limits_from(args) -> Limits:
+    return Limits(cell_timeout=args.cell_timeout, case_timeout=args.case_timeout,
+                  notebook_timeout=args.timeout, memory=args.memory, max_procs=args.max_procs,
+                  max_output=args.max_output)
+
+
+class Progress:
+    """done/total, failures so far and an estimate of the time left, on stderr."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.total, self.quiet, self.done, self.failed = total, quiet, 0, 0
+        self.start = time.monotonic()
+
+    def update(self, label: str, result: dict | None) -> None:
+        self.done += 1
+        self.failed += result is None or result["status"] == "error" or result["score"] < result[
+            "max_score"]
+        if self.quiet:
+            return
+        elapsed = time.monotonic() - self.start
+        left = elapsed / self.done * (self.total - self.done)
+        score = "internal error" if result is None else (
+            f"{result['score']:g}/{result['max_score']:g}"
+            + (" (not gradable)" if result["status"] == "error" else "")
+            + (" [flagged]" if result["flags"] else ""))
+        print(f"[{self.done}/{self.total}] {label}: {score}; not full marks so far: "
+              f"{self.failed}; ~{left:.0f} s left", file=sys.stderr, flush=True)
+
+
+REFERENCE_FILES = ("testing.py", "mistakes.py", "cpu.py", "gpu.py")
+
+
+def checks_digest(spec: str) -> str:
+    """SHA-256 of the checks' source (the .py file, or the checks package plus the reference
+    code its judges call), so that fixing a check regrades instead of reusing old results."""
+    files = [Path(spec)]
+    if not spec.endswith(".py"):
+        found = importlib.util.find_spec(spec)
+        locations = list(found.submodule_search_locations or []) if found else []
+        files = sorted(p for folder in locations for p in Path(folder).glob("*.py"))
+        package = Path(__file__).resolve().parent.parent
+        files += [package / name for name in REFERENCE_FILES if (package / name).exists()]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def fingerprint(args, limits: Limits, mode: str, releases: dict) -> str:
+    """What a journaled result depends on besides the notebook; a change means regrading."""
+    released = {name: nbformat.writes(nb) for name, nb in releases.items()}
+    data = json.dumps([RESULT_VERSION, args.checks, checks_digest(args.checks),
+                       limits.as_dict(), mode, args.max_notebook_size, released], sort_keys=True)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+class Grader:
+    """One run of the pipeline over one assignment."""
+
+    def __init__(self, args) -> None:
+        self.args = args
+        self.course = Course(args.course_dir, args.source_dir)
+        self.assignment = args.assignment
+        self.state = self.course.state / self.assignment
+        self.journal = Journal(self.course, self.assignment)
+        self.limits = limits_from(args)
+        self.checks = str(Path(args.checks).resolve()) if args.checks.endswith(".py") else args.checks
+
+    def log(self, message: str) -> None:
+        if not self.args.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    def run(self) -> int:
+        self.course.state.mkdir(parents=True, exist_ok=True)
+        with open(self.course.state / "lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RuntimeError("another bncourse-grade run is using this course directory; "
+                                   "wait for it to finish") from None
+            return self.run_steps()
+
+    def run_steps(self) -> int:
+        self.pool = None
+        if "autograde" in self.args.steps and not self.args.scheduler:
+            self.pool = dask_backend.start_pool(self.args.workers, self.checks)
+        try:
+            return self.steps()
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(cancel_futures=True)
+
+    def steps(self) -> int:
+        self.releases = self.course.prepare(self.assignment)
+        self.notebooks = list(self.releases)
+        if "collect" in self.args.steps:
+            self.collect()
+        code = 0
+        if "autograde" in self.args.steps:
+            code = self.autograde()
+        if "feedback" in self.args.steps:
+            self.feedback()
+        if "report" in self.args.steps:
+            self.report()
+        return code
+
+    def collect(self) -> None:
+        if self.args.submissions is None:
+            raise SystemExit("bncourse-grade: the collect step needs SUBMISSIONS (folder or .zip)")
+        found = collecting.collect(self.args.submissions, self.course.root, self.assignment,
+                                   self.notebooks, self.args.max_notebook_size,
+                                   self.args.student_regex)
+        atomic_write(self.state / "collect_problems.json", json.dumps(found.problems).encode())
+        for name, why in found.problems:
+            self.log(f"collect: {name}: {why}")
+        for path in found.archived:
+            self.log(f"collect: a different earlier submission was kept in {path}")
+        self.log(f"collect: {len(found.submissions)} students")
+
+    def jobs(self, mode: str) -> tuple[dict, list]:
+        submitted = collecting.collected(self.course.root, self.assignment, self.notebooks)
+        stamp = fingerprint(self.args, self.limits, mode, self.releases)
+        released = {name: nbformat.writes(nb) for name, nb in self.releases.items()}
+        sources = {name: self.source_json(name) for name in self.releases}
+        jobs, reused = {}, []
+        for student, notebooks in submitted.items():
+            for notebook, path in notebooks.items():
+                data = path.read_bytes()
+                old = self.journal.load(f"{student}/{notebook}")
+                if (old and not self.args.regrade and old.get("fingerprint") == stamp
+                        and old.get("sha256") == hashlib.sha256(data).hexdigest()):
+                    reused.append(old)
+                    continue
+                jobs[(student, notebook)] = dict(
+                    student=student, assignment=self.assignment, notebook=notebook, data=data,
+                    release=released[notebook], source=sources[notebook], checks=self.checks,
+                    limits=self.limits.as_dict(), sandbox=mode,
+                    max_bytes=self.args.max_notebook_size,
+                    scratch=str(self.args.scratch) if self.args.scratch else None,
+                )
+        return jobs, reused
+
+    def autograde(self) -> int:
+        mode = resolve_mode(self.args.sandbox)
+        if mode == "rlimits":
+            self.log("warning: bubblewrap (bwrap) is not used: submissions run with rlimits, "
+                     "a private temp dir and a scrubbed environment only (see README)")
+        jobs, reused = self.jobs(mode)
+        stamp = fingerprint(self.args, self.limits, mode, self.releases)
+        self.log(f"autograde: {len(jobs)} to grade, {len(reused)} already graded")
+        with self.course.gradebook() as gb:
+            for result in reused:  # idempotent: repairs a run killed before recording
+                self.record(gb, result)
+            progress = Progress(len(jobs), self.args.quiet)
+            internal = 0
+            for key, outcome in self.backend(jobs):
+                if isinstance(outcome, BaseException):
+                    internal += 1
+                    self.log(f"internal error grading {key[0]}/{key[1]}: {outcome!r}")
+                    progress.update(f"{key[0]}/{key[1]}", None)
+                    continue
+                result = outcome["result"]
+                result["fingerprint"] = stamp
+                self.journal.save(result)
+                self.record(gb, result)
+                self.write_feedback(result, (outcome["autograded"], outcome["feedback"]))
+                progress.update(f"{key[0]}/{key[1]}", result)
+            gradebook.export_csv(gb, self.assignment, self.grades_path())
+        return 1 if internal else 0
+
+    def backend(self, jobs: dict):
+        if self.args.scheduler:
+            return dask_backend.run_dask(grade_and_render, jobs, self.args.scheduler)
+        return dask_backend.run_local(grade_and_render, jobs, self.args.workers, self.pool)
+
+    def record(self, gb, result: dict) -> None:
+        student = result["student"]
+        results = [self.journal.load(f"{student}/{n}") for n in self.notebooks]
+        if all(results):
+            stamp = collecting.read_timestamp(self.course.root, self.assignment, student)
+            gradebook.record(gb, results, stamp)
+
+    def grades_path(self) -> Path:
+        return self.args.grades or self.course.root / "grades.csv"
+
+    def feedback(self) -> None:
+        written = 0
+        for result in self.journal.all():
+            written += self.write_feedback(result)
+        self.log(f"feedback: {written} notebooks written")
+
+    def source_json(self, notebook: str) -> str:
+        folder = self.course.root / self.course.config.CourseDirectory.source_directory
+        return (folder / self.assignment / f"{notebook}.ipynb").read_text()
+
+    def write_feedback(self, result: dict, rendered: tuple | None = None) -> int:
+        """Write the autograded notebook and the feedback page unless they are up to date
+        (``rendered``: what a worker already made; else rendered here)."""
+        student, notebook = result["student"], result["notebook"]
+        digest = hashlib.sha256(json.dumps(result, sort_keys=True).encode()).hexdigest()
+        marker = self.state / "feedback" / student / f"{notebook}.sha256"
+        html_path = self.course.root / "feedback" / student / self.assignment / f"{notebook}.html"
+        if marker.exists() and marker.read_text() == digest and html_path.exists():
+            return 0
+        if rendered is None:
+            submitted = (self.course.root / "submitted" / student / self.assignment
+                         / f"{notebook}.ipynb")
+            rendered = feedback.render(result, submitted.read_bytes(), self.source_json(notebook),
+                                       nbformat.writes(self.releases[notebook]),
+                                       self.args.max_notebook_size)
+        autograded, page = rendered
+        if autograded is not None:
+            target = self.course.root / "autograded" / student / self.assignment
+            atomic_write(target / f"{notebook}.ipynb", autograded.encode())
+        atomic_write(html_path, page.encode())
+        atomic_write(marker, digest.encode())
+        return 1
+
+    def report(self) -> None:
+        problems_file = self.state / "collect_problems.json"
+        problems = json.loads(problems_file.read_text()) if problems_file.exists() else []
+        out = self.args.report_dir or self.course.root / "reports" / self.assignment
+        path = report.write_report(out, self.assignment, self.journal.all(), problems)
+        self.log(f"report: {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return Grader(args).run()
+    except (SandboxUnavailableError, FileNotFoundError, RuntimeError) as error:
+        print(f"bncourse-grade: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Autograded notebooks (for the instructor) and feedback HTML (for the student).
+
+Both start from the student's notebook. Each executed cell gets what it printed in the
+sandbox; each test cell gets the verdict of its part as output. The autograded notebook
+(``autograded/<student>/<assignment>/``) restores test cells from the source notebook, as
+``nbgrader autograde`` does, hidden tests included. The feedback notebook takes test cells
+from the released version, from which nbgrader's ClearHiddenTests has removed the hidden
+tests, and is rendered to ``feedback/<student>/<assignment>/<notebook>.html`` with nbconvert.
+A last check refuses to write feedback that still contains a hidden-test delimiter.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import html
+
+import nbformat
+from nbconvert import HTMLExporter
+from nbformat import NotebookNode
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
+
+from bncourse.grading import validate
+from bncourse.grading.validate import read_notebook
+
+HIDDEN_MARK = "BEGIN HIDDEN TESTS"
+
+
+def _verdict_output(part: dict) -> NotebookNode:
+    if part["passed"]:
+        text = f"Passed ({part['score']:g}/{part['points']:g}): {part['description']}\n"
+        return new_output("stream", name="stdout", text=text)
+    mistake = f" [{part['mistake']}]" if part.get("mistake") else ""
+    return new_output("error", ename="Failed", evalue=f"{part['message']}{mistake}",
+                      traceback=[f"Failed (0/{part['points']:g}): {part['message']}{mistake}"])
+
+
+def _cell_outputs(info: dict | None) -> list[NotebookNode]:
+    if info is None:
+        return []
+    outputs = []
+    if info.get("output"):
+        outputs.append(new_output("stream", name="stdout", text=info["output"]))
+    if info.get("error") and info.get("status") != "ok":
+        outputs.append(new_output("error", ename=info["status"], evalue=info["error"],
+                                  traceback=[info["error"]]))
+    return outputs
+
+
+def _summary_cell(result: dict, for_student: bool) -> NotebookNode:
+    lines = [f"# Autograded: {result['assignment']} / {result['notebook']}",
+             f"**Score: {result['score']:g} / {result['max_score']:g}** (autograded parts)"]
+    if result["status"] == "error":
+        lines.append(f"\n**This notebook could not be graded:** {html.escape(result['error'])}")
+    for problem in result.get("problems", []):
+        lines.append(f"- {html.escape(problem)}")
+    if not for_student:
+        for flag in result.get("flags", []):
+            lines.append(f"- review: {html.escape(flag)}")
+    return new_markdown_cell("\n".join(lines))
+
+
+def build_notebook(student_nb: NotebookNode | None, result: dict, tests: NotebookNode,
+                   for_student: bool) -> NotebookNode:
+    """The student's notebook with executed outputs and verdicts; ``tests`` supplies the test
+    cells (the source notebook for the instructor, the released one for the student)."""
+    test_cells = {validate.grade_id(c): c for c in tests.cells if validate.is_test_cell(c)}
+    parts = {p["id"]: p for p in result["parts"]}
+    executed = {c["index"]: c for c in result.get("cells", [])}
+    notebook = copy.deepcopy(student_nb) if student_nb is not None else nbformat.v4.new_notebook()
+    placed = set()
+    for index, cell in enumerate(notebook.cells):
+        gid = validate.grade_id(cell)
+        if gid in test_cells:
+            original = test_cells[gid]
+            cell.cell_type, cell.source = "code", original.source
+            cell.metadata = copy.deepcopy(original.metadata)
+            cell.outputs = [_verdict_output(parts[gid])] if gid in parts else []
+            cell.execution_count = None
+            placed.add(gid)
+        elif cell.cell_type == "code":
+            cell.outputs = _cell_outputs(executed.get(index))
+            cell.execution_count = None
+    for gid, original in test_cells.items():  # test cells the student deleted
+        if gid not in placed and gid in parts:
+            cell = new_code_cell(original.source, metadata=copy.deepcopy(original.metadata))
+            cell.outputs = [_verdict_output(parts[gid])]
+            notebook.cells.append(cell)
+    notebook.cells.insert(0, _summary_cell(result, for_student))
+    return notebook
+
+
+@functools.cache
+def _exporter() -> HTMLExporter:
+    """One exporter per process: loading its templates costs more than rendering a page."""
+    return HTMLExporter(template_name="lab")
+
+
+def render_html(notebook: NotebookNode) -> str:
+    """Feedback HTML; raises if a hidden-test region survived (it never should)."""
+    for cell in notebook.cells:
+        if HIDDEN_MARK in cell.get("source", "") and validate.is_test_cell(cell):
+            raise RuntimeError("refusing to write feedback that contains hidden tests")
+    body, _ = _exporter().from_notebook_node(notebook)
+    return body
+
+
+def error_page(result: dict) -> str:
+    """Feedback for a notebook that could not be read at all."""
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Feedback</title></head><body>"
+        f"<h1>{html.escape(result['assignment'])}: {html.escape(result['notebook'])}</h1>"
+        f"<p><b>Score: 0 / {result['max_score']:g}.</b> This notebook could not be graded: "
+        f"{html.escape(result['error'] or '')}</p></body></html>"
+    )
+
+
+def render(result: dict, data: bytes, source: str, release: str,
+           max_bytes: int) -> tuple[str | None, str]:
+    """(autograded notebook JSON or None, feedback HTML) for one graded notebook; ``data``
+    is the submission's bytes, ``source`` and ``release`` the assignment's notebooks (JSON)."""
+    if result["status"] != "graded":
+        return None, error_page(result)
+    student_nb, _, _ = read_notebook(data, max_bytes)
+    source_nb = nbformat.reads(source, as_version=4)
+    release_nb = nbformat.reads(release, as_version=4)
+    autograded = build_notebook(student_nb, result, source_nb, for_student=False)
+    page = render_html(build_notebook(student_nb, result, release_nb, for_student=True))
+    return nbformat.writes(autograded), page

@@ -1,0 +1,184 @@
+"""Grade one submission end to end: validate -> sandbox -> judge, returning plain data.
+
+``grade_submission`` is the unit of work of the local process pool and of Dask workers. It
+takes everything it needs in its argument (the notebook's bytes, the released notebook, the
+limits), touches no course files and returns a JSON-ready dict, so any machine with bncourse
+and bubblewrap can run it and one process (``gradebook``) records the results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import numpy as np
+
+from bncourse.grading import feedback, integrity, judge, validate
+from bncourse.grading.harness import load_checks
+from bncourse.grading.sandbox import Limits, run_sandboxed
+
+RESULT_VERSION = 1
+
+
+@lru_cache(maxsize=8)
+def checks_module(spec: str):
+    return load_checks(spec)
+
+
+@lru_cache(maxsize=256)
+def part_cases(spec: str, part_id: str) -> tuple:
+    """The part's cases, made once per process (they are seeded, hence identical)."""
+    return tuple(checks_module(spec).PARTS[part_id].cases())
+
+
+def write_cases(case_dir: Path, cases) -> None:
+    """Arrays to .npz (no pickle), scalars and strings to .json; the harness reverses it."""
+    case_dir.mkdir(parents=True)
+    for index, case in enumerate(cases):
+        arrays = {k: v for k, v in case.items() if isinstance(v, np.ndarray)}
+        plain = {k: (v.item() if isinstance(v, np.generic) else v)
+                 for k, v in case.items() if k not in arrays}
+        np.savez(case_dir / f"{index}.npz", **arrays)
+        (case_dir / f"{index}.json").write_text(json.dumps(plain))
+
+
+def graded_parts(spec: str, release: nbformat.NotebookNode) -> tuple[list, list[str]]:
+    """Parts that check a test cell of the released notebook, and test cells with no part."""
+    parts = checks_module(spec).PARTS
+    test_ids = [validate.grade_id(c) for c in release.cells if validate.is_test_cell(c)]
+    return [parts[i] for i in test_ids if i in parts], [i for i in test_ids if i not in parts]
+
+
+def _error_result(base: dict, message: str, parts, notes) -> dict:
+    base.update(status="error", error=message, notes=notes, parts=[
+        judge.PartResult(p.id, p.target, float(p.points), bool(p.hidden), p.description,
+                         message=f"not graded: {message}", mistake="not_graded",
+                         cases_total=len(part_cases(base["checks"], p.id))).as_dict()
+        for p in parts
+    ])
+    return base
+
+
+def grade_submission(job: dict[str, Any]) -> dict[str, Any]:
+    """Grade one notebook. ``job``: student, assignment, notebook, data (bytes), release
+    (notebook JSON), checks, limits (dict), sandbox, max_bytes, scratch (dir or None)."""
+    start = time.monotonic()
+    release = nbformat.reads(job["release"], as_version=4)
+    parts, unchecked = graded_parts(job["checks"], release)
+    base = dict(
+        version=RESULT_VERSION, student=job["student"], assignment=job["assignment"],
+        notebook=job["notebook"], checks=job["checks"],
+        sha256=hashlib.sha256(job["data"]).hexdigest(), status="graded", error=None,
+        max_score=float(sum(p.points for p in parts)), score=0.0, parts=[], flags=[],
+        notes=[], problems=[], cells=[], sandbox={},
+    )
+    try:
+        checked = validate.check_notebook(job["data"], release, job["assignment"],
+                                          job["max_bytes"])
+    except Exception as error:  # a structure nbformat accepted but nothing else expects
+        checked = validate.Checked(error=f"the notebook's structure could not be understood "
+                                   f"({type(error).__name__}: {str(error)[:200]})")
+    if checked.error:
+        return _finish(_error_result(base, checked.error, parts, checked.notes), start)
+    base["notes"] = checked.notes
+    base["flags"] = list(checked.flags)
+    base["flags"] += [f"no check is registered for test cell {gid}" for gid in unchecked]
+    base["flags"] += [f.describe() for f in integrity.scan_cells(checked.student_cells)]
+    work = Path(tempfile.mkdtemp(prefix="bncourse-grade-", dir=job.get("scratch")))
+    try:
+        run = _run(job, checked, parts, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    outcome = judge.sort_frames(run.frames)
+    reason = judge.outcome_reason(outcome, run.killed_reason, run.returncode)
+    reference = _reference_import(checked.student_cells)
+    for part in parts:
+        source = integrity.find_target_source(checked.student_cells, part.target)
+        shortcut = reference or _shortcut(source, checked.student_cells)
+        result = judge.judge_part(part, list(part_cases(job["checks"], part.id)), outcome,
+                                  shortcut, reason)
+        if shortcut:
+            base["flags"].append(f"{part.target}: {shortcut}")
+        base["parts"].append(result.as_dict())
+    base["flags"] = list(dict.fromkeys(base["flags"]))  # one line per distinct reason
+    base["cells"] = judge.cells_summary(outcome)
+    base["problems"] = _problems(outcome, run, reason)
+    base["sandbox"] = dict(mode=run.mode, returncode=run.returncode, wall_s=round(run.wall_s, 3),
+                           reason=run.killed_reason, console_tail=run.console_tail[-2000:])
+    base["score"] = float(sum(p["score"] for p in base["parts"]))
+    return _finish(base, start)
+
+
+def _run(job: dict, checked: validate.Checked, parts, work: Path):
+    job_dir = work / "job"
+    job_dir.mkdir()
+    for part in parts:
+        write_cases(job_dir / "cases" / part.id, part_cases(job["checks"], part.id))
+    limits = Limits(**job["limits"])
+    spec = {
+        "cells": [{"index": i, "source": s} for i, s in checked.run_cells],
+        "parts": [{"id": p.id, "target": p.target,
+                   "n_cases": len(part_cases(job["checks"], p.id))} for p in parts],
+        "checks": job["checks"], "cell_timeout": limits.cell_timeout,
+        "case_timeout": limits.case_timeout, "max_output": limits.max_output,
+        "keep_output": limits.keep_output,
+    }
+    (job_dir / "job.json").write_text(json.dumps(spec))
+    return run_sandboxed(job_dir, job["checks"], limits, job["sandbox"])
+
+
+def _shortcut(source: str | None, student_cells) -> str | None:
+    from bncourse.testing import find_shortcuts
+
+    if source is None:  # defined some other way: scan everything the student wrote
+        source = "\n".join(integrity.python_source(s) for _, s in student_cells)
+    try:
+        return find_shortcuts(source)
+    except SyntaxError:
+        return None
+
+
+def _reference_import(student_cells) -> str | None:
+    """Importing the course's reference code anywhere in the notebook voids every part: the
+    target could call it through any helper, which a scan of the target alone would miss."""
+    for finding in integrity.scan_cells(student_cells):
+        if finding.reason.startswith(("imports the course's reference code",
+                                      "names the course's reference code")):
+            return f"the notebook {finding.reason} in cell {finding.cell}, which computes it for you"
+    return None
+
+
+def _problems(outcome: judge.SandboxOutcome, run, reason: str) -> list[str]:
+    """Limits hit and crashes, one sentence each, for the report."""
+    problems = []
+    for index, cell in sorted(outcome.cells.items()):
+        if cell["status"] == "timeout":
+            problems.append(f"cell {index} ran past its time limit and was stopped")
+        elif cell["status"] == "output_limit":
+            problems.append(f"cell {index} printed too much output and was stopped")
+        elif cell["error"] and cell["error"].startswith("MemoryError"):
+            problems.append(f"cell {index} ran out of memory (memory limit)")
+    if not outcome.finished:
+        problems.append(reason)
+    return problems
+
+
+def _finish(result: dict, start: float) -> dict:
+    result["grading_s"] = round(time.monotonic() - start, 3)
+    return judge.jsonable(result)
+
+
+def grade_and_render(job: dict[str, Any]) -> dict[str, Any]:
+    """``grade_submission`` plus the autograded notebook and the feedback HTML, so that
+    rendering (a good part of the work) runs on the workers too."""
+    result = grade_submission(job)
+    autograded, page = feedback.render(result, job["data"], job["source"], job["release"],
+                                       job["max_bytes"])
+    return {"result": result, "autograded": autograded, "feedback": page}

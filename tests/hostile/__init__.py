@@ -1,0 +1,1 @@
+"""The hostile/broken submission corpus of ``bncourse-grade`` and the tiny course it targets."""
