@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import subprocess
 from pathlib import PurePosixPath
 from types import SimpleNamespace
 
@@ -150,3 +151,20 @@ def test_sizes_and_missing_bubblewrap(monkeypatch):
     with pytest.raises(sandbox.SandboxUnavailableError, match="bubblewrap"):
         sandbox.resolve_mode("bwrap")
     assert sandbox.resolve_mode("auto") == "rlimits"
+
+
+def test_sandbox_sees_read_only_roots_that_live_under_tmp(tmp_path, monkeypatch):
+    # CI clones the course (and its .venv) wherever it likes, /tmp included; the sandbox's
+    # private /tmp must not hide the interpreter and package folders bound into it.
+    if not sandbox.bwrap_path():
+        pytest.fail("bubblewrap (bwrap) is not installed; `make test` installs it")
+    root = tmp_path / "fake-venv"
+    root.mkdir()
+    (root / "marker.txt").write_text("visible")
+    monkeypatch.setattr(sandbox, "_python_roots", lambda: [root])
+    job = tmp_path / "job"
+    job.mkdir()
+    command = sandbox.bwrap_command(job, None, sandbox.Limits()) + ["/usr/bin/cat", str(root / "marker.txt")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "visible"

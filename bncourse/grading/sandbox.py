@@ -105,8 +105,16 @@ def _mkdirs(path: Path, made: set[str]) -> list[str]:
 
 
 def bwrap_command(job_dir: Path, checks_file: Path | None, limits: Limits) -> list[str]:
-    made: set[str] = set()
-    args = [bwrap_path() or "bwrap", "--ro-bind", "/usr", "/usr"]
+    # The private /tmp is mounted first: bwrap applies mounts in order, so a tmpfs mounted
+    # after the read-only binds would hide any of them that live under /tmp (a clone of the
+    # course in /tmp, say, whose virtualenv the sandbox must still see).
+    args = [
+        bwrap_path() or "bwrap",
+        "--proc", "/proc", "--dev", "/dev",
+        "--perms", "1777", "--size", str(limits.tmp_size), "--tmpfs", "/tmp",
+        "--ro-bind", "/usr", "/usr",
+    ]
+    made: set[str] = {"/tmp"}
     for name in ("bin", "lib", "lib64", "sbin"):
         if os.path.islink(f"/{name}"):
             args += ["--symlink", os.readlink(f"/{name}"), f"/{name}"]
@@ -122,8 +130,6 @@ def bwrap_command(job_dir: Path, checks_file: Path | None, limits: Limits) -> li
         target = f"{SANDBOX_CHECKS}/{checks_file.name}"
         args += ["--perms", "0755", "--dir", SANDBOX_CHECKS, "--ro-bind", str(checks_file), target]
     args += [
-        "--proc", "/proc", "--dev", "/dev",
-        "--perms", "1777", "--size", str(limits.tmp_size), "--tmpfs", "/tmp",
         "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
         "--unshare-cgroup-try", "--die-with-parent", "--new-session",
         "--chdir", "/tmp",
