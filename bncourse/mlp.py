@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from bncourse.deepnet import softmax_cross_entropy  # re-exported: the notebook imports it from here
+
 __all__ = ["HIDDEN_SIZES", "accuracy", "expected_keys", "init_mlp", "predict", "softmax_cross_entropy"]
 
 # 64 pixels -> three hidden layers of 100 units -> 10 classes: deep enough that a large
@@ -68,20 +70,6 @@ def init_mlp(use_bn: bool, seed: int, n_inputs: int = 64, n_classes: int = 10,
         else:
             params[name] = np.zeros(shape)
     return params
-
-
-def softmax_cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    """Mean cross-entropy of ``logits (N, K)`` against integer labels ``y (N,)``.
-
-    Returns ``(loss, dlogits)`` with ``dlogits (N, K)`` the gradient of the mean loss.
-    """
-    shifted = logits - logits.max(axis=1, keepdims=True)  # exp never overflows
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    n = logits.shape[0]
-    loss = -log_probs[np.arange(n), y].mean()
-    dlogits = np.exp(log_probs)
-    dlogits[np.arange(n), y] -= 1.0
-    return float(loss), dlogits / n
 
 
 def predict(params: Mapping[str, np.ndarray], x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
