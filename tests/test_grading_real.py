@@ -37,6 +37,8 @@ def grade_class(course: Path) -> None:
     incoming = course / "incoming"
     incoming.mkdir()
     nbformat.write(build_notebook(exercise, solution, demos=False), incoming / "reference_solution.ipynb")
+    # with the worked examples too: they load the digits through scikit-learn (and joblib)
+    nbformat.write(build_notebook(exercise, solution), incoming / "with_demos.ipynb")
     for submission in SUBMISSIONS:
         notebook = build_notebook(exercise, solution, submission.overrides, demos=False)
         nbformat.write(notebook, incoming / f"{submission.name}.ipynb")
@@ -55,6 +57,19 @@ def test_reference_solution_gets_full_marks(graded):
     result = result_of(graded, "reference_solution")
     assert result["score"] == result["max_score"] > 0, result["parts"]
     assert result["flags"] == []
+
+
+def test_worked_examples_run_cleanly_in_the_sandbox(graded):
+    # The sandbox must look like an ordinary machine to ordinary code: no warnings from
+    # libraries that find /dev/shm or their temp folder unusable, no grader paths leaking out.
+    result = result_of(graded, "with_demos")
+    assert result["score"] == result["max_score"] > 0, result["parts"]
+    notebook = nbformat.read(graded / "autograded" / "with_demos" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", 4)
+    printed = [o["text"] for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])
+               if o.get("output_type") == "stream"]
+    assert any("per-channel" in text for text in printed), "the worked examples printed nothing"
+    complaints = [text for text in printed if "Warning" in text or "Error" in text or ".venv" in text]
+    assert not complaints, complaints
 
 
 @pytest.mark.parametrize("submission", SUBMISSIONS, ids=[s.name for s in SUBMISSIONS])

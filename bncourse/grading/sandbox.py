@@ -112,6 +112,9 @@ def bwrap_command(job_dir: Path, checks_file: Path | None, limits: Limits) -> li
         bwrap_path() or "bwrap",
         "--proc", "/proc", "--dev", "/dev",
         "--perms", "1777", "--size", str(limits.tmp_size), "--tmpfs", "/tmp",
+        # POSIX semaphores live in /dev/shm; the student code runs as an unprivileged user, so
+        # it must be writable or multiprocessing (and joblib, under scikit-learn) warns and fails.
+        "--perms", "1777", "--size", str(limits.tmp_size), "--tmpfs", "/dev/shm",
         "--ro-bind", "/usr", "/usr",
     ]
     made: set[str] = {"/tmp"}
