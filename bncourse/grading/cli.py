@@ -292,10 +292,13 @@ class Grader:
         return self.args.grades or self.course.root / "grades.csv"
 
     def feedback(self) -> None:
-        written = 0
+        written = total = 0
         for result in self.journal.all():
             written += self.write_feedback(result)
-        self.log(f"feedback: {written} notebooks written")
+            total += 1
+        # Workers render feedback as they grade, so most pages are already up to date here.
+        self.log(f"feedback: {total} pages in feedback/ ({written} written now, "
+                 f"{total - written} already written while grading)")
 
     def source_json(self, notebook: str) -> str:
         folder = self.course.root / self.course.config.CourseDirectory.source_directory
