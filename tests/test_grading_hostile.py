@@ -67,7 +67,8 @@ def test_hostile_submission_outcome(graded, case):
     if case.reason:
         assert case.reason in reasons(result)
     if case.flag:
-        assert any(case.flag in flag for flag in result["flags"]), result["flags"]
+        for expected in (case.flag,) if isinstance(case.flag, str) else case.flag:
+            assert any(expected in flag for flag in result["flags"]), result["flags"]
     elif case.name in ("correct", "unbiased_variance", "prints_fake_pass"):
         assert result["flags"] == []
     if case.mistake:

@@ -29,7 +29,7 @@ class Hostile:
     build: Callable[[Path], object]  # course dir -> notebook, bytes or str
     score: float | None  # None: not collected at all
     reason: str | None = None
-    flag: str | None = None
+    flag: str | tuple[str, ...] | None = None  # every one must appear in the flags
     mistake: str | None = None
 
 
@@ -53,6 +53,13 @@ def edit_cell(grade_id: str, change: Callable):
             if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id:
                 change(cell)
     return lambda course: tiny.student_notebook(course, edit=edit)
+
+
+def to_markdown(cell) -> None:
+    """Turn a code cell into a markdown cell, as a student editing the cell type would."""
+    cell.cell_type = "markdown"
+    cell.pop("outputs", None)
+    cell.pop("execution_count", None)
 
 
 def delete_cell(grade_id: str):
@@ -156,6 +163,13 @@ CORPUS = [
         "np.testing.assert_allclose = lambda *a, **k: None\n"
         "np.allclose = lambda *a, **k: True\n"
         "def standardize(x, eps=1e-5):\n    return x\n"), 1, flag="replaces np"),
+    Hostile("patched_math_builtins_torch_testing", extra_cell(
+        "import builtins, math\nimport torch.testing\n"
+        "math.isclose = lambda *a, **k: True\n"
+        "builtins.abs = lambda value: 0\n"
+        "torch.testing.assert_close = lambda *a, **k: None\n"
+        "def standardize(x, eps=1e-5):\n    return x\n"), 1,
+        flag=("replaces math.isclose", "replaces builtins.abs", "replaces torch.testing.assert_close")),
     Hostile("input_transformer", extra_cell(
         "get_ipython().input_transformers_cleanup.append(lambda lines: ['pass\\n'])\n"
         "def standardize(x, eps=1e-5):\n    return x\n"), 1, flag="input transformer"),
@@ -191,6 +205,8 @@ CORPUS = [
     Hostile("duplicated_solution_cell", duplicate_solution, 1, flag="appears 2 times"),
     Hostile("cells_moved", move_cells, 4),
     Hostile("wrong_assignment", wrong_assignment, 0, reason="belongs to assignment 03_bn"),
+    Hostile("changed_cell_type", edit_cell("00_tiny-standardize", to_markdown), 4,
+            flag="type or nbgrader metadata was changed"),
     Hostile("malformed_points_metadata", edit_cell(
         "00_tiny-standardize", lambda cell: cell.metadata["nbgrader"].update(points="lots")),
         4, flag="metadata was changed"),
