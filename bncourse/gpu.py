@@ -305,7 +305,7 @@ def population_stats(batches: Iterable[torch.Tensor]) -> tuple[torch.Tensor, tor
         raise ValueError("batches: expected at least one batch, got an empty iterable")
     m = _validate.values_per_channel(first)
     mean = torch.stack(batch_means).mean(dim=0)
-    var = torch.stack(batch_vars).mean(dim=0) * (m / (m - 1))
+    var = torch.stack(batch_vars).mean(dim=0)
     return mean.to(first.dtype), var.to(first.dtype)
 
 
