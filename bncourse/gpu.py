@@ -305,7 +305,7 @@ def population_stats(batches: Iterable[torch.Tensor]) -> tuple[torch.Tensor, tor
         raise ValueError("batches: expected at least one batch, got an empty iterable")
     m = _validate.values_per_channel(first)
     mean = torch.stack(batch_means).mean(dim=0)
-    var = torch.stack(batch_vars).mean(dim=0)
+    var = torch.stack(batch_vars).mean(dim=0) * (m / (m - 1))
     return mean.to(first.dtype), var.to(first.dtype)
 
 
@@ -402,7 +402,7 @@ def whiten(x: torch.Tensor, method: str = "zca", eps: float = 1e-5) -> tuple[tor
     # A covariance has no negative eigenvalues; tiny negative ones are rounding.
     eigenvalues = eigenvalues.clamp(min=0.0)
     largest = eigenvectors.abs().argmax(dim=0, keepdim=True)
-    eigenvectors = eigenvectors * torch.sign(eigenvectors.gather(0, largest))
+    eigenvectors = eigenvectors
     W = eigenvectors * torch.rsqrt(eigenvalues + eps)
     if method == "zca":
         W = W @ eigenvectors.T
