@@ -117,20 +117,32 @@ def _f64(case: Case, *names: str) -> list[np.ndarray]:
     return [np.asarray(case[name], dtype=np.float64) for name in names]
 
 
+def _denominator(var: np.ndarray, eps: float, kind: str) -> np.ndarray:
+    """What a variant divides by: the right sqrt(var + eps) or a mistaken form of it."""
+    return {
+        "sqrt(var+eps)": lambda: np.sqrt(var + eps),
+        "sqrt(var)+eps": lambda: np.sqrt(var) + eps,
+        "sqrt(var)": lambda: np.sqrt(var),
+        "var+eps": lambda: var + eps,
+    }[kind]()
+
+
 def _normalise(
     x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float,
     axes: tuple[int, ...] | None = None, ddof: int = 0, denominator: str = "sqrt(var+eps)",
+    var_axes: tuple[int, ...] | None = None, centre: bool = True,
 ) -> np.ndarray:
-    """BN forward in float64 with the pieces a variant may get wrong."""
+    """BN forward in float64 with the pieces a variant may get wrong.
+
+    ``axes`` are those of both statistics; ``var_axes``, when given, those of the variance
+    alone (``None`` in a tuple's place means every axis); ``centre=False`` keeps the mean in x.
+    """
     axes = channel_axes(x) if axes is None else axes
     mean = x.mean(axis=axes, keepdims=True)
-    var = x.var(axis=axes, keepdims=True, ddof=ddof)
-    std = {
-        "sqrt(var+eps)": np.sqrt(var + eps),
-        "sqrt(var)+eps": np.sqrt(var) + eps,
-        "sqrt(var)": np.sqrt(var),
-    }[denominator]
-    return per_channel(gamma, x) * (x - mean) / std + per_channel(beta, x)
+    var = x.var(axis=axes if var_axes is None else var_axes, keepdims=True, ddof=ddof)
+    std = _denominator(var, eps, denominator)
+    centred = x - mean if centre else x
+    return per_channel(gamma, x) * centred / std + per_channel(beta, x)
 
 
 def _forward_case(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -174,6 +186,58 @@ def forward_nchw_reshape(case: Case) -> Arrays:
     x, gamma, beta, eps = _forward_case(case)
     rows = x.reshape(-1, x.shape[1])
     return {"out": _normalise(rows, gamma, beta, eps).reshape(x.shape)}
+
+
+def forward_whole_array(case: Case) -> Arrays:
+    """np.mean(x) and np.var(x) with no axis: one mean and one variance for everything."""
+    x, gamma, beta, eps = _forward_case(case)
+    return {"out": _normalise(x, gamma, beta, eps, axes=tuple(range(x.ndim)))}
+
+
+def forward_var_whole_array(case: Case) -> Arrays:
+    """The mean per channel, but np.var(x) with no axis."""
+    x, gamma, beta, eps = _forward_case(case)
+    return {"out": _normalise(x, gamma, beta, eps, var_axes=tuple(range(x.ndim)))}
+
+
+def forward_per_instance(case: Case) -> Arrays:
+    """(N, C, H, W): statistics over the spatial axes of each example and channel (instance
+    normalisation), one mean per (n, c)."""
+    x, gamma, beta, eps = _forward_case(case)
+    return {"out": _normalise(x, gamma, beta, eps, axes=tuple(range(2, x.ndim)))}
+
+
+def forward_channels_last_not_restored(case: Case) -> Arrays:
+    """Channels moved last and flattened to (-1, C) correctly, but the result reshaped
+    straight to x.shape without moving the channel axis back."""
+    x, gamma, beta, eps = _forward_case(case)
+    rows = np.moveaxis(x, 1, -1).reshape(-1, x.shape[1])
+    return {"out": _normalise(rows, gamma, beta, eps).reshape(x.shape)}
+
+
+def forward_no_sqrt(case: Case) -> Arrays:
+    """Divides by var + eps instead of its square root."""
+    x, gamma, beta, eps = _forward_case(case)
+    return {"out": _normalise(x, gamma, beta, eps, denominator="var+eps")}
+
+
+def forward_not_centred(case: Case) -> Arrays:
+    """x / sqrt(var + eps): the mean is never subtracted."""
+    x, gamma, beta, eps = _forward_case(case)
+    return {"out": _normalise(x, gamma, beta, eps, centre=False)}
+
+
+def forward_default_eps(case: Case) -> Arrays:
+    """The eps argument ignored: 1e-5 written in the formula."""
+    x, gamma, beta, _ = _forward_case(case)
+    return {"out": _normalise(x, gamma, beta, DEFAULT_EPS)}
+
+
+DEFAULT_EPS = 1e-5
+
+
+def _eps_not_default(case: Case) -> bool:
+    return float(case["eps"]) != DEFAULT_EPS
 
 
 def forward_gamma_missing(case: Case) -> Arrays:
@@ -271,6 +335,53 @@ FORWARD_VARIANTS: tuple[Variant, ...] = (
         applies=_is_spatial,
     ),
     Variant(
+        "wrong_axis",
+        "the statistics seem to be taken over each example's spatial positions, one mean per "
+        "(n, c) (instance normalisation); BN shares one mean and variance per channel over "
+        "N, H and W: reduce over axes (0, 2, 3).",
+        forward_per_instance,
+        applies=_is_spatial,
+    ),
+    Variant(
+        "wrong_axis",
+        "the mean and variance seem to be taken over the whole array (np.mean(x), np.var(x) "
+        "with no axis); BN computes one mean and one variance per channel: axis=0 for (N, D), "
+        "axes (0, 2, 3) for (N, C, H, W).",
+        forward_whole_array,
+    ),
+    Variant(
+        "wrong_axis",
+        "the mean is per channel but the variance seems to be taken over the whole array "
+        "(np.var(x) with no axis); pass the same axes (and keepdims=True) to the variance.",
+        forward_var_whole_array,
+    ),
+    Variant(
+        "nchw_reshape",
+        "the channels seem to be moved last and flattened correctly, but the result is "
+        "reshaped straight back to (N, C, H, W), which scrambles it; reshape to (N, H, W, C) "
+        "first and then move the channel axis back to position 1.",
+        forward_channels_last_not_restored,
+        applies=_is_spatial,
+    ),
+    Variant(
+        "no_sqrt",
+        "the output seems to divide by var + eps; x_hat divides by the standard deviation, "
+        "sqrt(var + eps).",
+        forward_no_sqrt,
+    ),
+    Variant(
+        "not_centred",
+        "the batch mean does not seem to be subtracted; x_hat = (x - mean) / sqrt(var + eps).",
+        forward_not_centred,
+    ),
+    Variant(
+        "eps_ignored",
+        "the eps argument seems to be ignored (1e-5 used whatever eps is passed); use the "
+        "eps the function receives.",
+        forward_default_eps,
+        applies=_eps_not_default,
+    ),
+    Variant(
         "gamma_beta_swapped",
         "gamma and beta seem to be swapped; the output is gamma * x_hat + beta.",
         forward_gamma_beta_swapped,
@@ -324,6 +435,46 @@ def backward_drops_var_term(case: Case) -> Arrays:
     return {"dx": gamma / std * (dout - dout.mean(axis=axes, keepdims=True))}
 
 
+def backward_no_1_over_m(case: Case) -> Arrays:
+    """The compact formula with sums where it has means (the 1/m factor lost)."""
+    x_hat, std, gamma, dout, axes = _backward_pieces(case)
+    g = gamma * dout
+    return {"dx": (g - g.sum(axis=axes, keepdims=True)
+                   - x_hat * (g * x_hat).sum(axis=axes, keepdims=True)) / std}
+
+
+def backward_dx_ignores_gamma(case: Case) -> Arrays:
+    """dx computed from dout instead of dx_hat = gamma * dout."""
+    x_hat, std, _, dout, axes = _backward_pieces(case)
+    return {"dx": (dout - dout.mean(axis=axes, keepdims=True)
+                   - x_hat * (dout * x_hat).mean(axis=axes, keepdims=True)) / std}
+
+
+def backward_params_averaged(case: Case) -> Arrays:
+    """dgamma and dbeta averaged over the batch instead of summed."""
+    x_hat, _, _, dout, axes = _backward_pieces(case)
+    return {"dgamma": (dout * x_hat).mean(axis=axes), "dbeta": dout.mean(axis=axes)}
+
+
+def _shape(outputs: Mapping[str, Any], name: str) -> tuple[int, ...] | None:
+    value = outputs.get(name)
+    return None if value is None else np.shape(value)
+
+
+def backward_out_of_order(case: Case, outputs: Mapping[str, Any], expected: Any) -> bool:
+    """The three gradients returned in another order: dx's shape is in another slot."""
+    x_shape, channels = np.shape(case["x"]), (np.shape(case["x"])[1],)
+    shapes = [_shape(outputs, name) for name in ("dx", "dgamma", "dbeta")]
+    return shapes[0] == channels and x_shape in shapes[1:] and x_shape != channels
+
+
+def backward_param_grad_axes(case: Case, outputs: Mapping[str, Any], expected: Any) -> bool:
+    """dx has the right shape, but dgamma or dbeta is not one number per channel."""
+    x_shape, channels = np.shape(case["x"]), (np.shape(case["x"])[1],)
+    return _shape(outputs, "dx") == x_shape and any(
+        _shape(outputs, name) not in (None, channels) for name in ("dgamma", "dbeta"))
+
+
 def backward_dgamma_dbeta_swapped(case: Case) -> Arrays:
     x_hat, _, _, dout, axes = _backward_pieces(case)
     return {"dgamma": dout.sum(axis=axes), "dbeta": (dout * x_hat).sum(axis=axes)}
@@ -346,6 +497,35 @@ BACKWARD_VARIANTS: tuple[Variant, ...] = (
         "dgamma_dbeta_swapped",
         "dgamma and dbeta seem to be swapped; dbeta sums dout, dgamma sums dout * x_hat.",
         backward_dgamma_dbeta_swapped,
+    ),
+    Variant(
+        "backward_missing_1_over_m",
+        "dx seems to use sums where the formula has means (a factor 1/m lost): dx = "
+        "(g - mean(g) - x_hat * mean(g * x_hat)) / sqrt(var + eps) with g = gamma * dout, "
+        "the means over the m values of a channel.",
+        backward_no_1_over_m,
+    ),
+    Variant(
+        "backward_dx_ignores_gamma",
+        "dx seems to ignore gamma; the gradient reaching x_hat is gamma * dout, not dout.",
+        backward_dx_ignores_gamma,
+    ),
+    Variant(
+        "backward_params_averaged",
+        "dgamma and dbeta seem to be averaged over the batch; they are sums over every "
+        "example (and position): gamma and beta are used by all of them.",
+        backward_params_averaged,
+    ),
+    Variant(
+        "backward_out_of_order",
+        "the gradients seem to come back in another order; return (dx, dgamma, dbeta).",
+        matches=backward_out_of_order,
+    ),
+    Variant(
+        "backward_param_grad_axes",
+        "dgamma and dbeta should hold one number per channel, shape (C,): sum over every "
+        "axis except the channel axis 1 (axis 0 for (N, D); axes 0, 2, 3 for (N, C, H, W)).",
+        matches=backward_param_grad_axes,
     ),
 )
 
@@ -377,6 +557,37 @@ def running_biased_var(case: Case) -> Arrays:
     return {"new_var": _running(case, float(case["momentum"]), ddof=0)["new_var"]}
 
 
+def running_fed_std(case: Case) -> Arrays:
+    """running_var fed the (unbiased) batch standard deviation instead of the variance."""
+    _, var, x = _f64(case, "running_mean", "running_var", "x")
+    momentum = float(case["momentum"])
+    return {"new_var": (1 - momentum) * var + momentum * np.sqrt(batch_var(x, ddof=1))}
+
+
+def running_swapped(case: Case) -> Arrays:
+    right = _running(case, float(case["momentum"]), ddof=1)
+    return {"new_mean": right["new_var"], "new_var": right["new_mean"]}
+
+
+def bessel_with_n(x: np.ndarray) -> np.ndarray:
+    """The biased per-channel variance times N / (N - 1): m taken as the batch size N
+    instead of the N * H * W values a channel has."""
+    n = np.shape(x)[0]
+    return batch_var(x, ddof=0) * n / (n - 1)
+
+
+def running_bessel_with_n(case: Case) -> Arrays:
+    _, var, x = _f64(case, "running_mean", "running_var", "x")
+    momentum = float(case["momentum"])
+    return {"new_var": (1 - momentum) * var + momentum * bessel_with_n(x)}
+
+
+BESSEL_WITH_N = (
+    "the m / (m - 1) correction seems to use the batch size N for m; a channel of an "
+    "(N, C, *spatial) batch has m = N * H * W values (x.size // C)."
+)
+
+
 RUNNING_VARIANTS: tuple[Variant, ...] = (
     Variant(
         "inverted_momentum",
@@ -390,6 +601,18 @@ RUNNING_VARIANTS: tuple[Variant, ...] = (
         "estimate uses the unbiased one, m / (m - 1) times it.",
         running_biased_var,
     ),
+    Variant(
+        "running_var_fed_std",
+        "running_var seems to be fed the batch standard deviation; it tracks the (unbiased) "
+        "batch variance.",
+        running_fed_std,
+    ),
+    Variant(
+        "outputs_swapped",
+        "new_mean and new_var seem to be swapped; return (new_mean, new_var).",
+        running_swapped,
+    ),
+    Variant("bessel_with_n", BESSEL_WITH_N, running_bessel_with_n, applies=_is_spatial),
 )
 
 
@@ -398,6 +621,38 @@ def population_biased(case: Case) -> Arrays:
     return {"var": np.mean([batch_var(b, ddof=0) for b in batches], axis=0)}
 
 
+def population_averaged_std(case: Case) -> Arrays:
+    """The batch standard deviations averaged, then squared (with the correction)."""
+    batches = np.asarray(case["batches"], dtype=np.float64)
+    m = batches[0].size // batches[0].shape[1]
+    stds = [np.sqrt(batch_var(b, ddof=0)) for b in batches]
+    return {"var": np.mean(stds, axis=0) ** 2 * m / (m - 1)}
+
+
+def population_pooled(case: Case, ddof: int) -> Arrays:
+    """The variance of all batches concatenated (it adds the spread of the batch means)."""
+    batches = np.asarray(case["batches"], dtype=np.float64)
+    return {"var": batch_var(np.concatenate(list(batches)), ddof=ddof)}
+
+
+def population_bessel_with_n(case: Case) -> Arrays:
+    batches = np.asarray(case["batches"], dtype=np.float64)
+    return {"var": np.mean([bessel_with_n(b) for b in batches], axis=0)}
+
+
+def _spatial_batches(case: Case) -> bool:
+    return np.ndim(case["batches"]) > 3
+
+
+def _several_batches(case: Case) -> bool:
+    return len(case["batches"]) > 1
+
+
+POOLED = (
+    "the variance seems to be that of all batches put together; Algorithm 2 averages the "
+    "variances of the batches (times m / (m - 1)), the spread each batch normalised with."
+)
+
 POPULATION_VARIANTS: tuple[Variant, ...] = (
     Variant(
         "biased_population_var",
@@ -405,6 +660,19 @@ POPULATION_VARIANTS: tuple[Variant, ...] = (
         "variances underestimates Var[x].",
         population_biased,
     ),
+    Variant(
+        "population_averaged_std",
+        "the batch standard deviations seem to be averaged and then squared; average the "
+        "batch variances instead (the square of a mean is not the mean of the squares).",
+        population_averaged_std,
+        applies=_several_batches,
+    ),
+    Variant("pooled_variance", POOLED, lambda case: population_pooled(case, ddof=1),
+            applies=_several_batches),
+    Variant("pooled_variance", POOLED, lambda case: population_pooled(case, ddof=0),
+            applies=_several_batches),
+    Variant("bessel_with_n", BESSEL_WITH_N, population_bessel_with_n,
+            applies=_spatial_batches),
 )
 
 
@@ -413,18 +681,14 @@ def _inference_case(case: Case) -> tuple[np.ndarray, ...]:
 
 
 def inference_with(case: Case, denominator: str = "sqrt(var+eps)", swap: bool = False,
-                   batch_stats: bool = False) -> Arrays:
+                   batch_stats: bool = False, default_eps: bool = False) -> Arrays:
     x, gamma, beta, mean, var = _inference_case(case)
-    eps = float(case["eps"])
+    eps = DEFAULT_EPS if default_eps else float(case["eps"])
     if batch_stats:
         return {"out": _normalise(x, gamma, beta, eps)}
     if swap:
         gamma, beta = beta, gamma
-    std = {
-        "sqrt(var+eps)": np.sqrt(var + eps),
-        "sqrt(var)+eps": np.sqrt(var) + eps,
-        "sqrt(var)": np.sqrt(var),
-    }[denominator]
+    std = _denominator(var, eps, denominator)
     scale = per_channel(gamma / std, x)
     return {"out": scale * (x - per_channel(mean, x)) + per_channel(beta, x)}
 
@@ -451,6 +715,19 @@ INFERENCE_VARIANTS: tuple[Variant, ...] = (
         "gamma and beta seem to be swapped; the output is gamma * x_hat + beta.",
         lambda case: inference_with(case, swap=True),
     ),
+    Variant(
+        "no_sqrt",
+        "the output seems to divide by running_var + eps; divide by the standard deviation, "
+        "sqrt(running_var + eps).",
+        lambda case: inference_with(case, denominator="var+eps"),
+    ),
+    Variant(
+        "eps_ignored",
+        "the eps argument seems to be ignored (1e-5 used whatever eps is passed); use the "
+        "eps the function receives.",
+        lambda case: inference_with(case, default_eps=True),
+        applies=_eps_not_default,
+    ),
 )
 
 
@@ -461,14 +738,18 @@ def _fold_case(case: Case) -> tuple[np.ndarray, ...]:
     return weight, bias, gamma, beta, mean, var
 
 
-def fold_with(case: Case, use_eps: bool = True, keep_bias: bool = True) -> Arrays:
+def fold_with(case: Case, use_eps: bool = True, keep_bias: bool = True,
+              denominator: str = "sqrt(var+eps)", default_eps: bool = False,
+              scale_bias: bool = True) -> Arrays:
     weight, bias, gamma, beta, mean, var = _fold_case(case)
     eps = float(case["eps"]) if use_eps else 0.0
-    scale = gamma / np.sqrt(var + eps)
+    if default_eps:
+        eps = DEFAULT_EPS
+    scale = gamma / _denominator(var, eps, denominator)
     old_bias = bias if keep_bias else np.zeros_like(bias)
     return {
         "weight": weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1)),
-        "bias": scale * (old_bias - mean) + beta,
+        "bias": (scale * (old_bias - mean) if scale_bias else old_bias - scale * mean) + beta,
     }
 
 
@@ -483,5 +764,25 @@ FOLD_VARIANTS: tuple[Variant, ...] = (
         "the layer's own bias seems to be dropped; the folded bias is "
         "gamma * (bias - running_mean) / sqrt(running_var + eps) + beta.",
         lambda case: fold_with(case, keep_bias=False),
+    ),
+    Variant(
+        "fold_bias_unscaled",
+        "the layer's own bias seems to be added unscaled; BN scales it like everything else "
+        "the layer outputs: the folded bias is "
+        "gamma * (bias - running_mean) / sqrt(running_var + eps) + beta.",
+        lambda case: fold_with(case, scale_bias=False),
+    ),
+    Variant(
+        "no_sqrt",
+        "the folded scale seems to divide by running_var + eps; it is "
+        "gamma / sqrt(running_var + eps).",
+        lambda case: fold_with(case, denominator="var+eps"),
+    ),
+    Variant(
+        "eps_ignored",
+        "the eps argument seems to be ignored (1e-5 used whatever eps is passed); use the "
+        "eps the function receives.",
+        lambda case: fold_with(case, default_eps=True),
+        applies=_eps_not_default,
     ),
 )

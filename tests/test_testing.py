@@ -22,7 +22,7 @@ from bncourse.mistakes import (
     RUNNING_VARIANTS,
     Variant,
 )
-from bncourse.testing import Verdict, check, compare, find_shortcuts, run_case
+from bncourse.testing import Verdict, broadcast_hint, check, compare, find_shortcuts, run_case
 
 # --------------------------------------------------------------------------- helpers
 
@@ -368,3 +368,160 @@ def test_cases_are_deterministic_and_plain_data():
                 floating = np.asarray(value).dtype.kind == "f"
                 same = np.array_equal(np.asarray(value), np.asarray(b[key]), equal_nan=floating)
                 assert same, (part.id, key)
+
+
+# --------------------------------------------------------------------------- what a student is told
+
+
+def _compact_backward(dout, cache):
+    x_hat, gamma, std, axes = cache
+    shape = (1, -1) + (1,) * (dout.ndim - 2)
+    g = dout * gamma.reshape(shape)
+    dx = (g - g.mean(axis=axes, keepdims=True)
+          - x_hat * (g * x_hat).mean(axis=axes, keepdims=True)) / std
+    return dx, (dout * x_hat).sum(axis=axes), dout.sum(axis=axes)
+
+
+def _forward_with_cache(x, gamma, beta, eps=1e-5):
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    mu = x.mean(axis=axes, keepdims=True)
+    std = np.sqrt(x.var(axis=axes, keepdims=True) + eps)
+    x_hat = (x - mu) / std
+    return gamma.reshape(shape) * x_hat + beta.reshape(shape), (x_hat, gamma, std, axes)
+
+
+def _backward_verdict(backward, case):
+    """run_case on the backward part, with _forward_with_cache as the student's forward."""
+    namespace = {**globals(), "batchnorm_forward": _forward_with_cache}
+    student = type(backward)(backward.__code__, namespace, backward.__name__)
+    return run_case(PARTS["04_backprop-backward"], student, case)
+
+
+def test_backward_shape_mistakes_are_named():
+    image = backprop.backward_cases()[1]  # (2, 3, 4, 4)
+    assert _backward_verdict(_compact_backward, image).passed
+
+    def out_of_order(dout, cache):
+        dx, dgamma, dbeta = _compact_backward(dout, cache)
+        return dgamma, dbeta, dx
+
+    def over_batch_axis(dout, cache):
+        dx, _, _ = _compact_backward(dout, cache)
+        return dx, (dout * cache[0]).sum(axis=0), dout.sum(axis=0)
+
+    assert _backward_verdict(out_of_order, image).mistake == "backward_out_of_order"
+    verdict = _backward_verdict(over_batch_axis, image)
+    assert verdict.mistake == "backward_param_grad_axes" and "(C,)" in verdict.message
+    # On (N, D) summing over axis 0 is right: nothing to name.
+    assert _backward_verdict(over_batch_axis, backprop.backward_cases()[0]).passed
+
+
+def test_return_values_of_the_wrong_kind_get_their_own_message():
+    part = PARTS["03_bn_transform-forward_2d"]
+    case = part.cases()[0]
+
+    def as_tensor(x, gamma, beta, eps=1e-5):
+        return torch.from_numpy(_correct_forward(x, gamma, beta, eps)[0]), None
+
+    def as_list(x, gamma, beta, eps=1e-5):
+        return _correct_forward(x, gamma, beta, eps)[0].tolist(), None
+
+    def cache_first(x, gamma, beta, eps=1e-5):
+        out, _ = _correct_forward(x, gamma, beta, eps)
+        return (x, gamma), out
+
+    def out_only(x, gamma, beta, eps=1e-5):
+        return _correct_forward(x, gamma, beta, eps)[0]
+
+    expected = {
+        as_tensor: "`out` as a torch.Tensor",
+        as_list: "`out` as a list of 8 items",  # not a misleading "is float64"
+        cache_first: "return them in the order (out, cache)",
+        out_only: "got a single array of shape (8, 5) (end with `return out, cache`",
+    }
+    for student, phrase in expected.items():
+        verdict = run_case(part, student, case)
+        assert verdict.mistake == "exception" and phrase in verdict.message, verdict
+    inference_part = PARTS["05_inference-inference"]
+
+    def inference_in_torch(x, gamma, beta, running_mean, running_var, eps=1e-5):
+        return torch.from_numpy(cpu.batchnorm_inference(x, gamma, beta, running_mean,
+                                                        running_var, eps))
+
+    verdict = run_case(inference_part, inference_in_torch, inference_part.cases()[0])
+    assert "torch.Tensor" in verdict.message
+
+
+def test_broadcast_errors_get_a_hint_on_layouts_with_spatial_axes():
+    def gamma_not_reshaped(x, gamma, beta, eps=1e-5):
+        mu = x.mean(axis=(0, 2, 3), keepdims=True)
+        var = x.var(axis=(0, 2, 3), keepdims=True)
+        return gamma * (x - mu) / np.sqrt(var + eps) + beta, None
+
+    part = PARTS["03_bn_transform-forward_4d"]
+    verdict = run_case(part, gamma_not_reshaped, part.cases()[0])
+    assert "raised ValueError: operands could not be broadcast" in verdict.message
+    assert "Hint: a (C,) vector" in verdict.message and "(1, C, 1, 1)" in verdict.message
+
+    def scale_not_reshaped(weight, bias, gamma, beta, running_mean, running_var, eps=1e-5):
+        scale = gamma / np.sqrt(running_var + eps)
+        return weight * scale, scale * (bias - running_mean) + beta
+
+    fold = PARTS["05_inference-fold"]
+    verdict = run_case(fold, scale_not_reshaped, fold.cases()[0])  # weight (4, 3)
+    assert "LAST axis of the weight" in verdict.message
+
+    def bias_required(weight, bias, gamma, beta, running_mean, running_var, eps=1e-5):
+        scale = gamma / np.sqrt(running_var + eps)
+        return weight * scale[:, None], scale * (bias - running_mean) + beta
+
+    hidden = PARTS["05_inference-fold_hidden"]
+    no_bias = next(case for case in hidden.cases() if case.get("no_bias"))
+    verdict = run_case(hidden, bias_required, no_bias)
+    assert "bias is None here" in verdict.message
+    # Other errors pass through unchanged.
+    with pytest.raises(ValueError, match="^other$"), broadcast_hint("nope"):
+        raise ValueError("other")
+
+
+def _function_class(grads_returned: int = 4, save_eps: bool = False, return_pair: bool = False):
+    """A BatchNormFunction with one of the usual slips of a first custom Function."""
+
+    class BatchNormFunction(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, gamma, beta, eps=1e-5):
+            dims, shape = [0, *range(2, x.dim())], (1, -1) + (1,) * (x.dim() - 2)
+            mu = x.mean(dim=dims, keepdim=True)
+            inv_std = torch.rsqrt(((x - mu) ** 2).mean(dim=dims, keepdim=True) + eps)
+            x_hat = (x - mu) * inv_std
+            saved = (x_hat, gamma, inv_std, eps) if save_eps else (x_hat, gamma, inv_std)
+            ctx.save_for_backward(*saved)
+            ctx.dims, ctx.shape = dims, shape
+            out = gamma.reshape(shape) * x_hat + beta.reshape(shape)
+            return (out, x_hat) if return_pair else out
+
+        @staticmethod
+        def backward(ctx, dout):
+            x_hat, gamma, inv_std = ctx.saved_tensors[:3]
+            g = dout * gamma.reshape(ctx.shape)
+            dx = inv_std * (g - g.mean(dim=ctx.dims, keepdim=True)
+                            - x_hat * (g * x_hat).mean(dim=ctx.dims, keepdim=True))
+            grads = (dx, (dout * x_hat).sum(dim=ctx.dims), dout.sum(dim=ctx.dims), None)
+            return grads[:grads_returned]
+
+    return BatchNormFunction
+
+
+def test_slips_in_a_custom_function_get_a_hint():
+    part = PARTS["04_backprop-function"]
+    case = part.cases()[0]
+    assert run_case(part, _function_class(), case).passed
+    expected = {
+        "None for eps": _function_class(grads_returned=3),
+        "ctx.eps = eps": _function_class(save_eps=True),
+        "the output tensor alone": _function_class(return_pair=True),
+    }
+    for phrase, function in expected.items():
+        verdict = run_case(part, function, case)
+        assert verdict.mistake == "exception" and phrase in verdict.message, verdict

@@ -9,13 +9,15 @@ the globals of the student's backward, i.e. the notebook) and pass its cache on.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from bncourse.checks import Part
 from bncourse.mistakes import BACKWARD_VARIANTS, Variant
-from bncourse.testing import Verdict, as_array, judge_outputs, pair
+from bncourse.testing import Verdict, as_array, judge_outputs, kind_of, numpy_output, pair
 
 ASSIGNMENT = "04_backprop"
 
@@ -98,7 +100,8 @@ def run_backward(backward: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
         raise TypeError(
             f"the backward pass should return (dx, dgamma, dbeta), got {type(grads).__name__}"
         )
-    dx, dgamma, dbeta = (as_array(g) for g in grads)
+    dx, dgamma, dbeta = (numpy_output(g, name, "the backward pass")
+                         for g, name in zip(grads, ("dx", "dgamma", "dbeta"), strict=True))
     return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta, "after_dout": dout}
 
 
@@ -164,7 +167,8 @@ def gradient_cases_hidden() -> list[dict[str, Any]]:
 
 def run_gradient(numerical_gradient: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
     x, dout = np.array(case["x"]), np.array(case["dout"])
-    dx = as_array(numerical_gradient(_test_function(case), x, dout, h=case["h"]))
+    dx = numpy_output(numerical_gradient(_test_function(case), x, dout, h=case["h"]), "dx",
+                      "numerical_gradient")
     return {"dx": dx, "after_x": x, "after_dout": dout}
 
 
@@ -241,6 +245,28 @@ def function_cases_hidden() -> list[dict[str, Any]]:
     return cases
 
 
+# torch's errors for the usual slips in a custom Function, and what to do about them.
+_AUTOGRAD_HINTS = {
+    "incorrect number of gradients": "backward returns one gradient per input of forward, "
+                                     "(dx, dgamma, dbeta, None): None for eps",
+    "save_for_backward can only save": "save_for_backward takes tensors only; keep numbers "
+                                       "such as eps as attributes, e.g. ctx.eps = eps",
+}
+
+
+@contextlib.contextmanager
+def _autograd_hints() -> Iterator[None]:
+    """Re-raise torch's error for a known slip with what to do about it appended."""
+    try:
+        yield
+    except (RuntimeError, TypeError) as error:
+        hint = next((h for key, h in _AUTOGRAD_HINTS.items() if key in str(error)), None)
+        if hint is None:
+            raise
+        kind = TypeError if isinstance(error, TypeError) else RuntimeError
+        raise kind(f"{error} (hint: {hint})") from error
+
+
 def run_function(function: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
     """Forward and backward through the student's Function, then torch's gradcheck on it."""
     import torch
@@ -251,8 +277,12 @@ def run_function(function: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
         return torch.tensor(case[name], device=device, requires_grad=True)
 
     x, gamma, beta = leaf("x"), leaf("gamma"), leaf("beta")
-    out = function.apply(x, gamma, beta, eps)
-    out.backward(torch.tensor(case["dout"], device=device))
+    with _autograd_hints():
+        out = function.apply(x, gamma, beta, eps)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"BatchNormFunction.forward returned {kind_of(out)}; it should return "
+                            "the output tensor alone (keep what backward needs on ctx)")
+        out.backward(torch.tensor(case["dout"], device=device))
     # gradcheck compares the student's backward with finite differences of the student's
     # forward (float64, central differences with step 1e-6).
     consistent = torch.autograd.gradcheck(

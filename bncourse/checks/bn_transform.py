@@ -14,7 +14,7 @@ import numpy as np
 
 from bncourse.checks import Part
 from bncourse.mistakes import FORWARD_VARIANTS
-from bncourse.testing import Verdict, as_array, judge_outputs, pair
+from bncourse.testing import Verdict, broadcast_hint, judge_outputs, numpy_output, pair
 
 ASSIGNMENT = "03_bn_transform"
 TARGET = "batchnorm_forward"
@@ -31,6 +31,12 @@ TOL_FLOAT32 = (1e-4, 1e-4)
 # err by up to 4e-3 (measured over 50 seeds, m = 64: two-pass, np.var, Welford); 3e-2 is ~7x
 # that, while E[x^2] - E[x]^2 errs by O(1) or gives inf/NaN.
 TOL_LARGE_OFFSET = (1e-3, 3e-2)
+
+BROADCAST_HINT = (
+    "a (C,) vector (gamma, beta, or a statistic reduced without keepdims=True) lines up with "
+    "the LAST axis of x, not with the channel axis 1; reshape it to (1, C, 1, 1), i.e. (1, -1) "
+    "followed by x.ndim - 2 ones, or reduce with keepdims=True"
+)
 
 
 def _case(label: str, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
@@ -110,8 +116,9 @@ def cases_4d_hidden() -> list[dict[str, Any]]:
                     (2, 2, 2, 3, 3), np.float64, seed=33),
         random_case("float64 x of shape (3, 4, 2, 2) with a constant channel",
                     (3, 4, 2, 2), np.float64, seed=35, constant_channel=True),
-        random_case("float64 x of shape (2, 3, 2, 2), N = 2, channel 0 of variance 1e-6",
-                    (2, 3, 2, 2), np.float64, seed=36, tiny_channel=True),
+        random_case("float64 x of shape (2, 3, 2, 2), N = 2, channel 0 of variance 1e-6, "
+                    "eps = 1e-3", (2, 3, 2, 2), np.float64, seed=36, eps=1e-3,
+                    tiny_channel=True),
         random_case("float32 x of shape (4, 3, 4, 4) with mean 1e4 x std", (4, 3, 4, 4),
                     np.float32, seed=34, large_offset=True),
     ]
@@ -120,8 +127,15 @@ def cases_4d_hidden() -> list[dict[str, Any]]:
 def run(batchnorm_forward: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
     """Call the student's forward on copies of the inputs; return out and the inputs after."""
     x, gamma, beta = (np.array(case[name]) for name in ("x", "gamma", "beta"))
-    out, _ = pair(batchnorm_forward(x, gamma, beta, eps=case["eps"]), TARGET)
-    return {"out": as_array(out), "after_x": x, "after_gamma": gamma, "after_beta": beta}
+    with broadcast_hint(BROADCAST_HINT):
+        result = batchnorm_forward(x, gamma, beta, eps=case["eps"])
+    out, cache = pair(result, TARGET)
+    if (not isinstance(out, np.ndarray) and isinstance(cache, np.ndarray)
+            and cache.shape == x.shape):
+        raise TypeError(f"{TARGET} seems to return (cache, out): its second element has the "
+                        "shape of x; return them in the order (out, cache)")
+    out = numpy_output(out, "out", TARGET)
+    return {"out": out, "after_x": x, "after_gamma": gamma, "after_beta": beta}
 
 
 def tolerance(case: dict[str, Any]) -> tuple[float, float]:

@@ -18,7 +18,14 @@ from bncourse.mistakes import (
     Variant,
     channel_axes,
 )
-from bncourse.testing import Verdict, as_array, judge_outputs, pair
+from bncourse.testing import (
+    Verdict,
+    as_array,
+    broadcast_hint,
+    judge_outputs,
+    numpy_output,
+    pair,
+)
 
 ASSIGNMENT = "05_inference"
 
@@ -29,6 +36,26 @@ ASSIGNMENT = "05_inference"
 TOL_FLOAT64 = (1e-7, 1e-9)
 # float32: rounding of a handful of operations, ~1e-6 relative; 1e-4 is a 100x margin.
 TOL_FLOAT32 = (1e-4, 1e-4)
+
+
+# A (C,) vector against (N, C, L) or (N, C, H, W) data lines up with the last axis.
+BROADCAST_HINT = (
+    "a (C,) vector (gamma, beta, the running statistics, or a statistic reduced without "
+    "keepdims=True) lines up with the LAST axis of x, not with the channel axis 1; reshape it "
+    "to (1, C, 1, ...), i.e. (1, -1) followed by x.ndim - 2 ones, and reduce over every axis "
+    "but 1"
+)
+# A (out,) vector against a weight of shape (out, in, *kernel) lines up with its last axis.
+FOLD_BROADCAST_HINT = (
+    "the per-output-channel scale, shape (out,), lines up with the LAST axis of the weight; "
+    "reshape it to (out, 1, ...), i.e. (-1,) followed by weight.ndim - 1 ones, to scale each "
+    "row (output channel)"
+)
+
+
+def _numpy_outputs(values: Any, names: tuple[str, ...], target: str) -> dict[str, np.ndarray]:
+    return {name: numpy_output(value, name, target)
+            for name, value in zip(names, values, strict=True)}
 
 
 def _tolerance(case: dict[str, Any], key: str = "x") -> tuple[float, float]:
@@ -85,10 +112,12 @@ def running_cases_hidden() -> list[dict[str, Any]]:
 
 def run_running(update_running_stats: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
     mean, var, x = (np.array(case[n]) for n in ("running_mean", "running_var", "x"))
-    new_mean, new_var = pair(update_running_stats(mean, var, x, momentum=case["momentum"]),
-                             "update_running_stats", ("new_mean", "new_var"))
-    return {"new_mean": as_array(new_mean), "new_var": as_array(new_var),
-            "after_running_mean": mean, "after_running_var": var, "after_x": x}
+    with broadcast_hint(BROADCAST_HINT):
+        result = update_running_stats(mean, var, x, momentum=case["momentum"])
+    names = ("new_mean", "new_var")
+    outputs = _numpy_outputs(pair(result, "update_running_stats", names), names,
+                             "update_running_stats")
+    return {**outputs, "after_running_mean": mean, "after_running_var": var, "after_x": x}
 
 
 def judge_running(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
@@ -128,8 +157,11 @@ def population_cases_hidden() -> list[dict[str, Any]]:
 
 def run_population(population_stats: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
     batches = [np.array(b) for b in case["batches"]]
-    mean, var = pair(population_stats(batches), "population_stats", ("mean", "var"))
-    return {"mean": as_array(mean), "var": as_array(var), "after_batches": np.stack(batches)}
+    with broadcast_hint(BROADCAST_HINT):
+        result = population_stats(batches)
+    names = ("mean", "var")
+    outputs = _numpy_outputs(pair(result, "population_stats", names), names, "population_stats")
+    return {**outputs, "after_batches": np.stack(batches)}
 
 
 def judge_population(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
@@ -174,8 +206,10 @@ _INFERENCE_INPUTS = ("x", "gamma", "beta", "running_mean", "running_var")
 
 def run_inference(batchnorm_inference: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
     arrays = {n: np.array(case[n]) for n in _INFERENCE_INPUTS}
-    out = batchnorm_inference(*arrays.values(), eps=case["eps"])
-    return {"out": as_array(out), **{f"after_{n}": a for n, a in arrays.items()}}
+    with broadcast_hint(BROADCAST_HINT):
+        out = batchnorm_inference(*arrays.values(), eps=case["eps"])
+    return {"out": numpy_output(out, "out", "batchnorm_inference"),
+            **{f"after_{n}": a for n, a in arrays.items()}}
 
 
 def judge_inference(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
@@ -229,10 +263,17 @@ def run_fold(fold_batchnorm: Any, case: dict[str, Any]) -> dict[str, np.ndarray]
     args = dict(arrays)
     if case.get("no_bias"):
         args["bias"] = None
-    weight, bias = pair(fold_batchnorm(*args.values(), eps=case["eps"]), "fold_batchnorm",
-                        ("weight", "bias"))
-    return {"weight": as_array(weight), "bias": as_array(bias),
-            **{f"after_{n}": a for n, a in arrays.items()}}
+    try:
+        with broadcast_hint(FOLD_BROADCAST_HINT):
+            result = fold_batchnorm(*args.values(), eps=case["eps"])
+    except TypeError as error:
+        if args["bias"] is not None or "NoneType" not in str(error):
+            raise
+        raise TypeError(f"{error} (bias is None here, a layer built with bias=False; "
+                        "treat it as zeros)") from error
+    names = ("weight", "bias")
+    outputs = _numpy_outputs(pair(result, "fold_batchnorm", names), names, "fold_batchnorm")
+    return {**outputs, **{f"after_{n}": a for n, a in arrays.items()}}
 
 
 def judge_fold(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
@@ -308,8 +349,14 @@ def run_layer(layer_class: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
 
 
 def simulate_layer(case: dict[str, Any], momentum_inverted: bool = False, ddof: int = 1,
-                   eval_batch_stats: bool = False) -> dict[str, np.ndarray]:
-    """The layer in float64, with the switches a mistaken layer gets wrong (no gradients)."""
+                   eval_batch_stats: bool = False, feed_std: bool = False,
+                   update_in_eval: str = "") -> dict[str, np.ndarray]:
+    """The layer in float64, with the switches a mistaken layer gets wrong (no gradients).
+
+    - feed_std: running_var fed the unbiased batch standard deviation.
+    - update_in_eval: "before" / "after" the eval output is computed, the running statistics
+      are also updated with the eval batch ("" : not updated, as it should be).
+    """
     weight, bias = (np.asarray(case[n], dtype=np.float64) for n in ("weight", "bias"))
     momentum = 1.0 - case["momentum"] if momentum_inverted else case["momentum"]
     eps = case["eps"]
@@ -325,14 +372,42 @@ def simulate_layer(case: dict[str, Any], momentum_inverted: bool = False, ddof: 
         axes = channel_axes(x)
         result[f"train_out_{step}"] = normalise(x, x.mean(axis=axes), x.var(axis=axes))
         mean = (1 - momentum) * mean + momentum * x.mean(axis=axes)
-        var = (1 - momentum) * var + momentum * x.var(axis=axes, ddof=ddof)
+        batch_var = x.var(axis=axes, ddof=ddof)
+        var = (1 - momentum) * var + momentum * (np.sqrt(batch_var) if feed_std else batch_var)
         result[f"running_mean_{step}"], result[f"running_var_{step}"] = mean, var
     test = np.asarray(case["test_x"], dtype=np.float64)
     axes = channel_axes(test)
+    updated_mean = (1 - momentum) * mean + momentum * test.mean(axis=axes)
+    updated_var = (1 - momentum) * var + momentum * test.var(axis=axes, ddof=ddof)
+    if update_in_eval == "before":
+        mean, var = updated_mean, updated_var
     result["eval_out"] = (normalise(test, test.mean(axis=axes), test.var(axis=axes))
                           if eval_batch_stats else normalise(test, mean, var))
-    result["eval_running_mean"] = mean
+    result["eval_running_mean"] = updated_mean if update_in_eval else mean
     return result
+
+
+def _layer_detached(case: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Input gradients of a layer whose batch mean and variance are detached from the graph:
+    dx = gamma / sqrt(var + eps) * dout (the backward that drops the mean and variance terms)."""
+    weight = np.asarray(case["weight"], dtype=np.float64)
+    result = {}
+    for step, x in enumerate(np.asarray(case["train_x"], dtype=np.float64)):
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        std = np.sqrt(x.var(axis=channel_axes(x)) + case["eps"]).reshape(shape)
+        dout = np.asarray(case["train_dout"][step], dtype=np.float64)
+        result[f"train_dx_{step}"] = weight.reshape(shape) / std * dout
+    return result
+
+
+def _eval_part(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: v for k, v in outputs.items() if k.startswith("eval")}
+
+
+UPDATES_IN_EVAL = (
+    "the running statistics seem to be updated in eval mode too; after layer.eval() they "
+    "must stay as they are (update them only when self.training)."
+)
 
 
 LAYER_VARIANTS = (
@@ -350,6 +425,20 @@ LAYER_VARIANTS = (
             "in eval mode the layer seems to use the statistics of the batch; after "
             "layer.eval() it must use running_mean and running_var (check self.training).",
             lambda case: {"eval_out": simulate_layer(case, eval_batch_stats=True)["eval_out"]}),
+    Variant("updates_in_eval", UPDATES_IN_EVAL,
+            lambda case: _eval_part(simulate_layer(case, update_in_eval="before"))),
+    Variant("updates_in_eval", UPDATES_IN_EVAL,
+            lambda case: _eval_part(simulate_layer(case, update_in_eval="after"))),
+    Variant("running_var_fed_std",
+            "running_var seems to be fed the batch standard deviation; it tracks the unbiased "
+            "batch variance, m / (m - 1) times the biased one.",
+            lambda case: {k: v for k, v in simulate_layer(case, feed_std=True).items()
+                          if k.startswith(("running_var", "eval_out"))}),
+    Variant("backward_drops_mean_var_terms",
+            "the input gradient seems to treat the batch mean and variance as constants "
+            "(detached from the graph?); in training they depend on every input, so autograd "
+            "must see them computed from x.",
+            _layer_detached),
 )
 
 
