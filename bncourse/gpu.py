@@ -251,7 +251,8 @@ def update_running_stats(
     - x: the training batch, shaped as for ``batchnorm_forward`` (m > 1).
     - momentum: number in [0, 1], the weight of the new batch.
 
-    Returns new tensors (dtype of the running statistics):
+    Returns new tensors (dtype of the running statistics; half-precision ones
+    are updated in float32 and rounded once):
     - new_mean, new_var: shape (C,).
     """
     x = _check_tensor("x", x)
@@ -263,9 +264,14 @@ def update_running_stats(
     _, mean, var = _batch_stats(x.detach().to(_compute_dtype(x)))
     m = _validate.values_per_channel(x)
     unbiased_var = var.reshape(-1) * (m / (m - 1))
-    new_mean = (1 - momentum) * running_mean + momentum * mean.reshape(-1).to(running_mean.dtype)
-    new_var = (1 - momentum) * running_var + momentum * unbiased_var.to(running_var.dtype)
-    return new_mean.detach(), new_var.detach()
+
+    def blend(old: torch.Tensor, batch_stat: torch.Tensor) -> torch.Tensor:
+        # Half-precision statistics are blended in float32 and rounded once, as torch's kernels do.
+        compute = _compute_dtype(old)
+        new = (1 - momentum) * old.detach().to(compute) + momentum * batch_stat.to(compute)
+        return new.to(old.dtype)
+
+    return blend(running_mean, mean.reshape(-1)), blend(running_var, unbiased_var)
 
 
 def population_stats(batches: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -331,8 +337,9 @@ def fold_batchnorm(
     - gamma, beta, running_mean, running_var: BN parameters, shape (out,).
     - eps: the BN layer's eps.
 
-    Returns a tuple of new tensors (dtype and device of weight; folding is for
-    inference, so no gradient is tracked):
+    Returns a tuple of new tensors (dtype and device of weight, computed in
+    float32 for half-precision weights; folding is for inference, so no
+    gradient is tracked):
     - weight: shape of weight.
     - bias: shape (out,).
     """
@@ -347,11 +354,12 @@ def fold_batchnorm(
         _validate.check_per_channel(name, vector, out_channels, of="the layer (weight.shape[0])")
     _validate.check_eps(eps)
 
+    compute = _compute_dtype(weight)  # half-precision weights are folded in float32
     with torch.no_grad():
-        scale = gamma.to(weight.dtype) * torch.rsqrt(running_var.to(weight.dtype) + eps)
-        folded_weight = weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
-        folded_bias = (bias - running_mean) * scale + beta
-    return folded_weight, folded_bias.to(weight.dtype)
+        scale = gamma.to(compute) * torch.rsqrt(running_var.to(compute) + eps)
+        folded_weight = weight.to(compute) * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
+        folded_bias = (bias.to(compute) - running_mean.to(compute)) * scale + beta.to(compute)
+    return folded_weight.to(weight.dtype), folded_bias.to(weight.dtype)
 
 
 # ----------------------------------------------------------------------------- preprocessing
@@ -402,7 +410,7 @@ def whiten(x: torch.Tensor, method: str = "zca", eps: float = 1e-5) -> tuple[tor
     # A covariance has no negative eigenvalues; tiny negative ones are rounding.
     eigenvalues = eigenvalues.clamp(min=0.0)
     largest = eigenvectors.abs().argmax(dim=0, keepdim=True)
-    eigenvectors = eigenvectors
+    eigenvectors = eigenvectors * torch.sign(eigenvectors.gather(0, largest))
     W = eigenvectors * torch.rsqrt(eigenvalues + eps)
     if method == "zca":
         W = W @ eigenvectors.T

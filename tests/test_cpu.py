@@ -12,9 +12,9 @@ from bncourse import cpu
 # Tolerances are relative to the size of the quantities compared (see `close`).
 # float64: the reference and torch differ only by summation order over m <= 280
 # values, so errors are ~1e-14; 1e-9 leaves room and still catches any wrong term.
-# float32: eps is 1.2e-7, and BN's sums over m <= 280 values plus the
-# cancellation in dx (m*dout - sum - x_hat*sum) cost up to a few hundred ulps:
-# 2e-5 is ~170 ulps of the largest entry.
+# float32 (against float64 ground truth on the same inputs): eps is 1.2e-7, and BN's
+# sums over m <= 280 values plus the cancellation in dx (m*dout - sum - x_hat*sum)
+# cost up to a few hundred ulps: 2e-5 is ~170 ulps of the largest entry.
 TOL = {np.float32: 2e-5, np.float64: 1e-9}
 
 # Random shapes from (2, 1) to (8, 16, 7, 5): (N, C), (N, C, L) or (N, C, H, W).
@@ -56,10 +56,16 @@ def grad_scale(x, gamma, dout, eps=1e-5):
 
 
 def torch_train(x, gamma, beta, dout):
-    """Output and gradients of torch's own training-mode BN (autograd)."""
-    xt, gt, bt = (torch.tensor(a, requires_grad=True) for a in (x, gamma, beta))
+    """Output and gradients of torch's own training-mode BN (autograd), in float64.
+
+    float64 on the exact values of the (possibly float32) inputs is the ground truth. torch's
+    float32 kernel is not: it does not repair the rounding of mu_B, which a near-constant
+    channel (sigma_B << ulp(mu_B) / sqrt(eps)) amplifies by up to 1/sqrt(eps) = 316 (e.g.
+    x = (4.7, 4.7 + 5e-5): torch float32 is 2e-4 from the truth, bncourse.cpu 1e-11).
+    """
+    xt, gt, bt = (torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in (x, gamma, beta))
     out = F.batch_norm(xt, None, None, gt, bt, training=True, eps=1e-5)
-    out.backward(torch.tensor(dout))
+    out.backward(torch.tensor(dout, dtype=torch.float64))
     return out.detach().numpy(), xt.grad.numpy(), gt.grad.numpy(), bt.grad.numpy()
 
 
@@ -173,7 +179,9 @@ def test_fold_batchnorm_matches_linear_and_conv_then_bn(dtype):
             torch.randn(2, 3, 6, 6, dtype=torch_dtype),
         ),
     ]:
-        bn = torch.nn.BatchNorm1d(4, dtype=torch_dtype) if x.ndim == 2 else torch.nn.BatchNorm2d(4, dtype=torch_dtype)
+        # A non-default eps, so that folding with the default one would show.
+        bn_cls = torch.nn.BatchNorm1d if x.ndim == 2 else torch.nn.BatchNorm2d
+        bn = bn_cls(4, eps=0.1, dtype=torch_dtype)
         with torch.no_grad():
             bn.weight.uniform_(-2, 2)
             bn.bias.normal_()
@@ -199,15 +207,18 @@ def test_fold_batchnorm_matches_linear_and_conv_then_bn(dtype):
         close(folded.detach().numpy(), expected, dtype)
 
 
+@pytest.mark.parametrize("eps", [1e-5, 0.5])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_standardize_matches_float64_formula(dtype):
+def test_standardize_matches_float64_formula(dtype, eps):
     x = np.random.default_rng(1).standard_normal((50, 4)) * [1, 10, 0.1, 3] + [0, 5, -2, 100]
-    out = cpu.standardize(x.astype(dtype))
-    expected = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + 1e-5)
+    x = x.astype(dtype)
+    out = cpu.standardize(x, eps=eps)
+    # Ground truth in float64 on the values the function received (not on the unrounded x,
+    # whose float32 rounding alone moves the result by ~1e-6).
+    x64 = x.astype(np.float64)
+    expected = (x64 - x64.mean(axis=0)) / np.sqrt(x64.var(axis=0) + eps)
     assert out.dtype == dtype
-    # x.astype(float32) rounds inputs by up to 2^-24 * 100 = 6e-6 of a std of 1: the rounding
-    # of the *inputs* dominates, ~50x TOL[float32]; 1e-3 bounds it.
-    np.testing.assert_allclose(out, expected, atol=1e-3 if dtype == np.float32 else 1e-9)
+    close(out, expected, dtype)
 
 
 @pytest.mark.parametrize("method", ["zca", "pca"])
@@ -219,10 +230,14 @@ def test_whiten_gives_identity_covariance(method):
     cov = x_white.T @ x_white / len(x)
     sigma = np.cov(x.T, bias=True)
     eigenvalues = np.linalg.eigvalsh(sigma)
-    # cov(x_white) = diag(lambda / (lambda + eps)): off by eps / lambda_min from I.
+    # cov(x_white) = diag(lambda / (lambda + eps)): off by eps / lambda_min from I; twice
+    # that bound, plus float64 rounding (1e-12), still fails if eps were ignored or doubled.
     np.testing.assert_allclose(cov, np.eye(4), atol=2e-5 / eigenvalues.min() + 1e-12)
+    # float64 on values of size <= ~20 (mean, x_white): 1e-12 is ~1e3 ulps.
     np.testing.assert_allclose(mean, x.mean(axis=0), atol=1e-12)
     np.testing.assert_allclose(x_white, (x - mean) @ W, atol=1e-12)
+    # eigh's vectors are accurate to ~eps * ||Sigma|| / (eigenvalue gap) ~ 1e-15 * cond(Sigma);
+    # Sigma here has cond ~ 1e2, so 1e-10 (1e-8 for the triple product) is ample margin.
     if method == "zca":
         # ZCA's W is (Sigma + eps I)^(-1/2): symmetric, and squares to the inverse.
         np.testing.assert_allclose(W, W.T, atol=1e-10)

@@ -70,20 +70,25 @@ def test_forward_and_backward_match_cpu_and_torch(device, shape, dtype, seed):
     dx, dgamma, dbeta = gpu.batchnorm_backward(dout, cache)
     assert out.device == dx.device == x.device and out.dtype == dx.dtype == dgamma.dtype == dtype
 
-    # Against torch's own BN and autograd on the same device.
-    leaves = [t.clone().requires_grad_() for t in (x, gamma, beta)]
+    # Against torch's own BN and autograd on the same device, in float64 on the exact values
+    # of the inputs: the ground truth. (torch's float32 kernels do not repair the rounding of
+    # mu_B, which a near-constant channel amplifies by up to 1/sqrt(eps): they can be 2e-4 from
+    # the truth where bncourse is 1e-11; see tests/test_cpu.py::torch_train.) Rounding the
+    # truth to `dtype` for the comparison adds half an ulp.
+    leaves = [t.detach().double().clone().requires_grad_() for t in (x, gamma, beta)]
     expected = F.batch_norm(leaves[0], None, None, leaves[1], leaves[2], training=True)
-    expected.backward(dout)
+    expected.backward(dout.double())
+    expected, *grads = (t.detach().to(dtype) for t in (expected, *(leaf.grad for leaf in leaves)))
     close(out, expected)
-    close(dx, leaves[0].grad, scale=grad_scale(x, gamma, dout))
+    close(dx, grads[0], scale=grad_scale(x, gamma, dout))
     dims = (0, *range(2, x.ndim))
     # A sum's rounding error is bounded relative to the sum of its terms' magnitudes.
     x64 = x.double()
     x_hat = (x64 - x64.mean(dim=dims, keepdim=True)) * torch.rsqrt(
         x64.var(dim=dims, unbiased=False, keepdim=True) + 1e-5
     )
-    close(dgamma, leaves[1].grad, scale=(dout.double() * x_hat).abs().sum(dim=dims).max().item())
-    close(dbeta, leaves[2].grad, scale=dout.abs().sum(dim=dims).max().item())
+    close(dgamma, grads[1], scale=(dout.double() * x_hat).abs().sum(dim=dims).max().item())
+    close(dbeta, grads[2], scale=dout.abs().sum(dim=dims).max().item())
 
     # Against the NumPy reference.
     cpu_out, cpu_cache = cpu.batchnorm_forward(*(t.cpu().numpy() for t in (x, gamma, beta)))
@@ -216,17 +221,28 @@ def test_standardize_and_whiten_match_cpu(device, method):
     )
     x = x.to(device)
     close(gpu.standardize(x), torch.from_numpy(cpu.standardize(x.cpu().numpy())))
-    # eigh may use another LAPACK routine on the GPU; the sign rule makes results agree.
+    # eigh may use another routine on the GPU (cuSOLVER); the sign rule makes results agree.
+    # Both are backward stable: eigenvectors agree to ~eps64 * ||Sigma|| / (smallest eigenvalue
+    # gap) = 1e-16 * 8 / 2, W to that times 1/sqrt(lambda_min) = 3.5, i.e. ~1e-14 (measured
+    # 3e-15 on the CPU); 1e-10 leaves a 1e4 margin and still catches a flipped sign or a wrong eps.
     for ours, reference in zip(gpu.whiten(x, method), cpu.whiten(x.cpu().numpy(), method), strict=True):
-        torch.testing.assert_close(ours, torch.from_numpy(reference).to(device), rtol=1e-7, atol=1e-7)
+        torch.testing.assert_close(ours, torch.from_numpy(reference).to(device), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_fold_batchnorm_matches_module_pair(device, with_bias):
+    # On Ampere and later GPUs cuDNN runs float32 convolutions in TF32 by default (10-bit
+    # mantissa, ~5e-4 relative), which would swamp the float32 tolerance: switch it off as
+    # torch's own tests do (cuBLAS matmuls, used by F.linear, are float32 by default).
+    with torch.backends.cudnn.flags(enabled=None, benchmark=None, deterministic=None, allow_tf32=False):
+        check_folding(device, with_bias)
+
+
+def check_folding(device, with_bias):
     torch.manual_seed(0)
-    for layer, bn, x in [
-        (torch.nn.Linear(6, 4, bias=with_bias), torch.nn.BatchNorm1d(4), torch.randn(9, 6)),
-        (torch.nn.Conv2d(3, 4, 3, bias=with_bias), torch.nn.BatchNorm2d(4), torch.randn(2, 3, 5, 5)),
+    for layer, bn, x in [  # eps=0.1: folding with the default eps instead would show
+        (torch.nn.Linear(6, 4, bias=with_bias), torch.nn.BatchNorm1d(4, eps=0.1), torch.randn(9, 6)),
+        (torch.nn.Conv2d(3, 4, 3, bias=with_bias), torch.nn.BatchNorm2d(4, eps=0.1), torch.randn(2, 3, 5, 5)),
     ]:
         with torch.no_grad():
             bn.weight.uniform_(-2, 2)
@@ -238,7 +254,58 @@ def test_fold_batchnorm_matches_module_pair(device, with_bias):
         weight, bias = gpu.fold_batchnorm(
             layer.weight, layer.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps
         )
-        assert weight.device == x.device and weight.shape == layer.weight.shape
+        assert weight.device == bias.device == x.device and weight.shape == layer.weight.shape
+        assert weight.dtype == bias.dtype == torch.float32 and bias.shape == (4,)
         folded = F.linear(x, weight, bias) if x.ndim == 2 else F.conv2d(x, weight, bias)
         # float32, sums of 6 or 27 products in another order: within TOL of the largest output.
         close(folded, pair(x))
+
+
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_half_precision_functions_return_the_data_dtype(device, half):
+    """Half data with float32 parameters: outputs in the data's dtype, parameter gradients
+    and running statistics in float32 (the dtype of the parameters, as torch)."""
+    x32, gamma, beta, dout = random_case((16, 3, 2), torch.float32, device, seed=8)
+    x, dout = x32.to(half), dout.to(half)
+    out, cache = gpu.batchnorm_forward(x, gamma, beta)
+    dx, dgamma, dbeta = gpu.batchnorm_backward(dout, cache)
+    assert out.dtype == dx.dtype == half and dgamma.dtype == dbeta.dtype == torch.float32
+    assert out.device == dx.device == dgamma.device == x.device
+    # Computed in float32 from the half values: each output is the float32 result rounded once
+    # to `half` (half an ulp, eps/2 relative); rtol eps also covers float32 noise at a boundary.
+    eps = torch.finfo(half).eps
+    leaves = [t.clone().requires_grad_() for t in (x.float(), gamma, beta)]
+    truth = F.batch_norm(leaves[0], None, None, leaves[1], leaves[2], training=True)
+    truth.backward(dout.float())
+    torch.testing.assert_close(out.float(), truth.detach(), rtol=eps, atol=1e-5)
+    torch.testing.assert_close(dx.float(), leaves[0].grad, rtol=eps, atol=eps * grad_scale(x32, gamma, dout.float()))
+    # dgamma, dbeta are float32 sums of 32 terms: TOL[float32] of the summed magnitudes.
+    x_hat = F.batch_norm(x.float(), None, None, training=True)
+    close(dgamma, leaves[1].grad, scale=(dout.float() * x_hat).abs().sum(dim=(0, 2)).max().item())
+    close(dbeta, leaves[2].grad, scale=dout.float().abs().sum(dim=(0, 2)).max().item())
+
+    # Half data goes through the float32 code path: exactly the float32 results, rounded once.
+    out32, cache32 = gpu.batchnorm_forward(x.float(), gamma, beta)
+    assert torch.equal(out, out32.to(half))
+    assert torch.equal(dx, gpu.batchnorm_backward(dout.float(), cache32)[0].to(half))
+
+    running_mean, running_var = torch.randn(3, device=device), torch.rand(3, device=device) + 0.5
+    inference = gpu.batchnorm_inference(x, gamma, beta, running_mean, running_var)
+    assert torch.equal(inference, gpu.batchnorm_inference(x.float(), gamma, beta, running_mean, running_var).to(half))
+    new_mean, new_var = gpu.update_running_stats(running_mean, running_var, x)
+    assert new_mean.dtype == new_var.dtype == torch.float32
+    # Half running statistics (a layer built with dtype=half) are blended in float32 and
+    # rounded once, like torch's kernels, instead of accumulating a rounding per operation.
+    half_stats = gpu.update_running_stats(running_mean.to(half), running_var.to(half), x, 0.3)
+    float32_stats = gpu.update_running_stats(running_mean.to(half).float(), running_var.to(half).float(), x, 0.3)
+    for ours, float32_stat in zip(half_stats, float32_stats, strict=True):
+        assert torch.equal(ours, float32_stat.to(half))
+    population = gpu.population_stats([x, x])
+    assert population[0].dtype == population[1].dtype == half
+
+    # Folding half-precision weights is computed in float32 too.
+    weight = torch.randn(3, 2, 3, 3, device=device).to(half)
+    folded = gpu.fold_batchnorm(weight, None, gamma, beta, running_mean, running_var)
+    reference = gpu.fold_batchnorm(weight.float(), None, gamma, beta, running_mean, running_var)
+    for ours, float32_fold in zip(folded, reference, strict=True):
+        assert torch.equal(ours, float32_fold.to(half))

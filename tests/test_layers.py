@@ -171,8 +171,8 @@ def test_reset_running_stats_restores_the_initial_state(device):
     bn(torch.randn(4, 3, 2, 2, device=device) + 5)
     bn.reset_running_stats()
     assert bn.num_batches_tracked.item() == 0
-    torch.testing.assert_close(bn.running_mean, torch.zeros(3, device=device))
-    torch.testing.assert_close(bn.running_var, torch.ones(3, device=device))
+    torch.testing.assert_close(bn.running_mean, torch.zeros(3, device=device), rtol=0, atol=0)
+    torch.testing.assert_close(bn.running_var, torch.ones(3, device=device), rtol=0, atol=0)
 
 
 def test_switching_off_tracking_after_construction_matches_torch(device):
@@ -181,9 +181,33 @@ def test_switching_off_tracking_after_construction_matches_torch(device):
     x = torch.randn(4, 3, 2, 2, device=device) + 3
     ours(x), theirs(x)  # running statistics away from their initial values
     ours.track_running_stats = theirs.track_running_stats = False
+    # float32 batch statistics of 16 values by two algorithms, outputs of size <= ~3: a few
+    # ulps apart; 1e-5 is ~100 ulps, and normalising with the running statistics instead
+    # would be off by O(1).
     torch.testing.assert_close(ours(2 * x), theirs(2 * x), rtol=1e-5, atol=1e-5)
+    # The buffers from the first call: float32 means of 16 values near 3, blended with
+    # momentum 0.1; 1e-6 is ~8 ulps of 3 and any further update would move them by ~0.1.
     for name, value in theirs.state_dict().items():
         torch.testing.assert_close(ours.state_dict()[name], value, rtol=1e-6, atol=1e-6, msg=name)
     ours.eval(), theirs.eval()
     # float32, one affine map per channel from the same buffers: a few ulps apart.
     torch.testing.assert_close(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_float32_layer_takes_half_precision_input(device, half):
+    """As torch's layers (e.g. under autocast): half input, float32 parameters and buffers.
+
+    The output has the input's dtype and the buffers stay float32. Half data is normalised
+    in float32, so the result is exactly that of the same layer on the float32 copy of the
+    data, rounded once to `half`; the running statistics are exactly equal."""
+    ours = gpu.BatchNorm2d(3, device=device)
+    twin = copy.deepcopy(ours)
+    for training in (True, True, False):
+        ours.train(training), twin.train(training)
+        x = (torch.randn(4, 3, 2, 2, device=device) * 3 + 5).to(half)
+        out = ours(x)
+        assert out.dtype == half and ours.running_mean.dtype == ours.running_var.dtype == torch.float32
+        assert torch.equal(out, twin(x.float()).to(half))
+        for name, value in twin.state_dict().items():
+            assert torch.equal(ours.state_dict()[name], value), name

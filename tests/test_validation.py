@@ -47,7 +47,13 @@ CASES = {
     "beta shape": ("batchnorm_forward", (X, C3, C3[:2]), ValueError, "beta", "got (2,)"),
     "x one dimension": ("batchnorm_forward", (C3, C3, C3), ValueError, "x", "at least 2 dimensions"),
     "x integer": ("batchnorm_forward", (X.astype(np.int64), C3, C3), TypeError, "x", "int64"),
-    "x complex": ("batchnorm_forward", (X.astype(np.complex64), C3, C3), TypeError, "x", "complex"),
+    "x complex": (
+        "batchnorm_forward",
+        (X.astype(np.complex64), C3, C3),
+        TypeError,
+        "x",
+        "expected real floating-point values, got complex",
+    ),
     "gamma integer": ("batchnorm_forward", (X, C3.astype(np.int32), C3), TypeError, "gamma", "int32"),
     "one value per channel": (
         "batchnorm_forward",
@@ -157,12 +163,48 @@ def test_mismatched_device_is_refused():
         gpu.batch_norm(x, on_meta, torch.ones(3), training=True)
 
 
-def test_mismatched_dtype_is_refused():
-    x = torch.from_numpy(X)
+def calls_with_one_tensor_elsewhere(x, other):
+    """Name -> a call whose argument of that name is on the device ``other``, the rest with x."""
+    c3, weight, elsewhere = torch.ones_like(x[0]), torch.ones(3, 2, device=x.device), torch.ones(3, device=other)
+    _, cache = gpu.batchnorm_forward(x, c3, c3)
+    return {
+        "gamma": lambda: gpu.batchnorm_forward(x, elsewhere, c3),
+        "beta": lambda: gpu.batchnorm_inference(x, c3, elsewhere, c3, c3),
+        "running_var": lambda: gpu.update_running_stats(c3, elsewhere, x),
+        "running_mean": lambda: gpu.batch_norm(x, elsewhere, c3, training=True),
+        "bias": lambda: gpu.fold_batchnorm(weight, elsewhere, c3, c3, c3, c3),
+        "dout": lambda: gpu.batchnorm_backward(torch.ones(4, 3, device=other), cache),
+        "batches[1]": lambda: gpu.population_stats([x, torch.ones(4, 3, device=other)]),
+    }
+
+
+def test_every_companion_tensor_is_checked_for_the_device(device):
+    """Each tensor that must sit with the data, on the data's device (the meta device needs no
+    GPU; on CUDA, CPU tensors next to CUDA data are checked too)."""
+    x = torch.from_numpy(X).to(device)
+    for other in ["meta"] + (["cpu"] if device.type != "cpu" else []):
+        for name, call in calls_with_one_tensor_elsewhere(x, other).items():
+            with pytest.raises(ValueError) as raised:
+                call()
+            message = str(raised.value)
+            assert message.startswith(f"{name}: expected a tensor on {x.device}"), message
+            assert message.endswith(f"got one on {torch.device(other)}"), message
+
+
+def test_mixed_batches_are_refused(device):
+    x = torch.from_numpy(X).to(device)
+    with pytest.raises(TypeError, match=r"^batches\[1\]: expected dtype torch.float32 .*got torch.float64"):
+        gpu.population_stats([x, x.double()])
+    with pytest.raises(ValueError, match=r"^batches\[2\]: expected C=3 channels with m=4 values each"):
+        gpu.population_stats([x, x, x[:, :2]])
+
+
+def test_mismatched_dtype_is_refused(device):
+    x, ones = torch.from_numpy(X).to(device), torch.ones(3, device=device)
     with pytest.raises(TypeError, match=r"^beta: expected dtype torch.float32 .*got torch.float64"):
-        gpu.batchnorm_forward(x, torch.ones(3), torch.ones(3, dtype=torch.float64))
+        gpu.batchnorm_forward(x, ones, ones.double())
     with pytest.raises(TypeError, match="^weight: expected dtype torch.float16 or torch.float32"):
-        gpu.batch_norm(x.half(), None, None, torch.ones(3, dtype=torch.float64), training=True)
+        gpu.batch_norm(x.half(), None, None, ones.double(), training=True)
 
 
 def test_numpy_input_to_torch_functions_is_refused():
@@ -170,10 +212,10 @@ def test_numpy_input_to_torch_functions_is_refused():
         gpu.batchnorm_forward(X, torch.ones(3), torch.ones(3))
 
 
-def test_batch_norm_checks_its_running_stats():
-    x = torch.from_numpy(X)
+def test_batch_norm_checks_its_running_stats(device):
+    x = torch.from_numpy(X).to(device)
     with pytest.raises(ValueError, match="^running_mean, running_var: expected both tensors or both None"):
-        gpu.batch_norm(x, torch.zeros(3), None, training=True)
+        gpu.batch_norm(x, torch.zeros(3, device=device), None, training=True)
     with pytest.raises(ValueError, match=r"^running_mean, running_var: expected tensors in evaluation mode"):
         gpu.batch_norm(x, None, None, training=False)
     with pytest.raises(ValueError, match="^input: Expected more than 1 value per channel when training"):
