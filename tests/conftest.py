@@ -17,3 +17,22 @@ ALL_DEVICES = [
 def device(request) -> torch.device:
     """A torch device: ``cpu`` always, ``cuda`` when available (skipped otherwise)."""
     return torch.device(request.param)
+
+
+# The NumPy reference, and the torch functions on every device (CUDA skipped when absent).
+IMPLEMENTATIONS = [
+    pytest.param(("numpy", "cpu"), id="numpy"),
+    pytest.param(("torch", "cpu"), id="torch-cpu"),
+    pytest.param(
+        ("torch", "cuda"),
+        id="torch-cuda",
+        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available"),
+    ),
+]
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def library_and_device(request) -> tuple[str, torch.device]:
+    """("numpy" or "torch", device) for tests that run on every implementation."""
+    library, device = request.param
+    return library, torch.device(device)

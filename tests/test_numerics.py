@@ -27,22 +27,9 @@ class Impl:
         return values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else values
 
 
-# The NumPy reference, and the torch functions on every device (CUDA skipped when absent).
-IMPLS = [
-    pytest.param(("numpy", "cpu"), id="numpy"),
-    pytest.param(("torch", "cpu"), id="torch-cpu"),
-    pytest.param(
-        ("torch", "cuda"),
-        id="torch-cuda",
-        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available"),
-    ),
-]
-
-
-@pytest.fixture(params=IMPLS)
-def impl(request):
-    library, device = request.param
-    return Impl(library, torch.device(device))
+@pytest.fixture
+def impl(library_and_device):
+    return Impl(*library_and_device)
 
 
 any_example = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -8,22 +8,11 @@ import torch
 
 from bncourse import cpu, gpu
 
-# The NumPy reference, and the torch functions on every device (CUDA skipped when absent).
-BACKENDS = [
-    pytest.param(("numpy", "cpu"), id="numpy"),
-    pytest.param(("torch", "cpu"), id="torch-cpu"),
-    pytest.param(
-        ("torch", "cuda"),
-        id="torch-cuda",
-        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available"),
-    ),
-]
 
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
+@pytest.fixture
+def backend(library_and_device):
     """(module, convert): convert turns a NumPy array into that module's array type."""
-    library, device = request.param
+    library, device = library_and_device
     if library == "numpy":
         return cpu, np.asarray
     return gpu, lambda a: torch.from_numpy(np.asarray(a)).to(device)
