@@ -90,8 +90,8 @@ def _figures(out: Path, assignment: str, data: dict[str, list]) -> list[str]:
 
 
 def _save(fig, path: Path) -> str:
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    # bbox_inches="tight" fits long test names without tight_layout's re-layout warning
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path.name
 
