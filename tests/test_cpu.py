@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the usual name)
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import shapes
 
 from bncourse import cpu
 
@@ -17,14 +18,6 @@ from bncourse import cpu
 # cost up to a few hundred ulps: 2e-5 is ~170 ulps of the largest entry.
 TOL = {np.float32: 2e-5, np.float64: 1e-9}
 
-# Random shapes from (2, 1) to (8, 16, 7, 5): (N, C), (N, C, L) or (N, C, H, W).
-shapes = st.tuples(st.integers(2, 8), st.integers(1, 16)).flatmap(
-    lambda nc: st.one_of(
-        st.just(nc),
-        st.tuples(st.just(nc[0]), st.just(nc[1]), st.integers(1, 7)),
-        st.tuples(st.just(nc[0]), st.just(nc[1]), st.integers(1, 7), st.integers(1, 5)),
-    )
-)
 dtypes = st.sampled_from([np.float32, np.float64])
 
 

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the usual name)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import shapes
 
 from bncourse import cpu, gpu
 
@@ -14,13 +15,6 @@ from bncourse import cpu, gpu
 # to a few hundred ulps: 2e-5 is ~170 ulps of the largest entry.
 TOL = {torch.float32: 2e-5, torch.float64: 1e-9}
 
-shapes = st.tuples(st.integers(2, 8), st.integers(1, 16)).flatmap(
-    lambda nc: st.one_of(
-        st.just(nc),
-        st.tuples(st.just(nc[0]), st.just(nc[1]), st.integers(1, 7)),
-        st.tuples(st.just(nc[0]), st.just(nc[1]), st.integers(1, 7), st.integers(1, 5)),
-    )
-)
 # The `device` fixture never changes between examples, so sharing it is safe.
 device_settings = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
