@@ -174,12 +174,7 @@ class Browser:
         """Load ``url``, wait for it and its math, and report what a reader would see."""
         self.events.clear()
         self.call("Page.navigate", url=url)
-        self._wait_for_event("Page.loadEventFired", timeout=60)
-        self.ws.settimeout(60)
-        result = self.call(
-            "Runtime.evaluate", expression=PAGE_REPORT_JS, awaitPromise=True, returnByValue=True
-        )
-        data = json.loads(result["result"]["value"])
+        data = self._report_after_load()
         time.sleep(0.2)  # let late console messages (failed fetches) arrive
         self.call("Runtime.evaluate", expression="0")
         if screenshot is not None:
@@ -197,6 +192,30 @@ class Browser:
             image_count=data["imageCount"],
             console_errors=self._console_errors(),
         )
+
+    def _report_after_load(self, redirects: int = 3) -> dict:
+        """Wait for the load event, then run PAGE_REPORT_JS on the page.
+
+        A page may navigate on by itself after loading (the book's index.html redirects to
+        the preface); the evaluation then fails with "navigated", and we wait for the next
+        page's load event and report on that one.
+        """
+        for _ in range(redirects + 1):
+            self._wait_for_event("Page.loadEventFired", timeout=60)
+            self.ws.settimeout(60)
+            try:
+                result = self.call(
+                    "Runtime.evaluate", expression=PAGE_REPORT_JS, awaitPromise=True, returnByValue=True
+                )
+            except RuntimeError as error:
+                if "navigated" not in str(error):
+                    raise
+                # forget the load event just used; the next page's may already be queued
+                first = next(i for i, e in enumerate(self.events) if e.get("method") == "Page.loadEventFired")
+                del self.events[first]
+                continue
+            return json.loads(result["result"]["value"])
+        raise RuntimeError(f"the page kept navigating after {redirects} redirects")
 
     def _console_errors(self) -> list[str]:
         errors = []
