@@ -1,7 +1,12 @@
 """Plotting helpers shared by the book's chapters.
 
 Every chapter calls :func:`use_book_style` once, so all figures share one look
-(sizes, fonts, grid, colour cycle). The other helpers draw the plots that
+(sizes, fonts, grid, colour cycle) and one readable format: at least
+:data:`BOOK_DPI` dots per inch, at most :data:`MAX_FIGURE_WIDTH_IN` inches wide
+and at most :data:`MAX_PANELS_PER_ROW` panels side by side, so that tick labels
+stay legible when the column shrinks the image. A figure that breaks the last
+two rules draws with a :class:`BookFigureWarning`, which the book's tests turn
+into a failure. The other helpers draw the plots that
 recur across chapters; each takes an optional ``ax`` and returns the axes (or
 the figure) it drew on, so a chapter can add titles or combine panels.
 
@@ -10,6 +15,7 @@ Signatures here are stable: other chapters depend on them.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import matplotlib as mpl
@@ -24,6 +30,17 @@ BOOK_COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9",
 #: Colour map for quantities ordered by depth (layer 1 light, last layer dark).
 DEPTH_CMAP = "viridis"
 
+#: Resolution of the book's figures; the inline backend renders at ``figure.dpi``.
+BOOK_DPI = 150
+#: Widest figure the book's text column shows without shrinking labels below ~8 px.
+MAX_FIGURE_WIDTH_IN = 7.5
+#: Panels side by side; more make each panel too narrow for its tick labels.
+MAX_PANELS_PER_ROW = 2
+
+
+class BookFigureWarning(UserWarning):
+    """A figure breaks the book's size rules (too wide, or too many panels in a row)."""
+
 
 def use_book_style() -> None:
     """Set matplotlib's defaults to the book's style (call once per chapter).
@@ -34,8 +51,9 @@ def use_book_style() -> None:
     mpl.rcParams.update(
         {
             "figure.figsize": (7.0, 4.0),
-            "figure.dpi": 100,
-            "savefig.dpi": 150,
+            "figure.dpi": BOOK_DPI,
+            "savefig.dpi": BOOK_DPI,
+            "figure.hooks": ["bncourse.plots:watch_figure"],
             "figure.constrained_layout.use": True,
             "axes.grid": True,
             "grid.alpha": 0.3,
@@ -58,6 +76,58 @@ def use_book_style() -> None:
         set_matplotlib_formats("png")
     except ImportError:  # outside Jupyter there is nothing to configure
         pass
+    warnings.simplefilter("always", BookFigureWarning)  # one warning per offending figure
+
+
+def panels_per_row(fig: Figure) -> int:
+    """The largest number of panels side by side in ``fig`` (colour bars not counted).
+
+    Two panels are in one row when their vertical extents overlap by more than
+    half the shorter one; positions are read after layout, so call it on a drawn figure.
+    """
+    boxes = [
+        ax.get_position()
+        for ax in fig.axes
+        if ax.get_visible() and getattr(ax, "_colorbar", None) is None
+    ]
+    most = 0
+    for box in boxes:
+        row = [
+            other
+            for other in boxes
+            if min(box.y1, other.y1) - max(box.y0, other.y0) > 0.5 * min(box.height, other.height)
+        ]
+        most = max(most, len(row))
+    return most
+
+
+def figure_problems(fig: Figure) -> list[str]:
+    """What breaks the book's size rules in ``fig`` (empty when nothing does)."""
+    problems = []
+    width = fig.get_figwidth()
+    if width > MAX_FIGURE_WIDTH_IN + 1e-9:
+        problems.append(f"{width:.2f} in wide (at most {MAX_FIGURE_WIDTH_IN} in)")
+    panels = panels_per_row(fig)
+    if panels > MAX_PANELS_PER_ROW:
+        problems.append(f"{panels} panels in one row (at most {MAX_PANELS_PER_ROW})")
+    return problems
+
+
+def watch_figure(fig: Figure) -> None:
+    """matplotlib figure hook: warn once, when ``fig`` is drawn, if it breaks the size rules."""
+
+    def check(event) -> None:
+        if getattr(fig, "_bncourse_checked", False):
+            return
+        fig._bncourse_checked = True
+        problems = figure_problems(fig)
+        if problems:
+            title = fig.get_suptitle() or next((a.get_title() for a in fig.axes if a.get_title()), "")
+            warnings.warn(
+                f"figure {title!r}: " + "; ".join(problems), BookFigureWarning, stacklevel=2
+            )
+
+    fig.canvas.mpl_connect("draw_event", check)
 
 
 def depth_colors(n_layers: int) -> list[tuple[float, float, float, float]]:
@@ -217,13 +287,13 @@ def plot_point_clouds(
     panel_size: float = 2.6,
     point_size: float = 4.0,
 ) -> Figure:
-    """Scatter several 2-D point clouds side by side with equal, shared axes.
+    """Scatter several 2-D point clouds, two per row, with equal, shared axes.
 
     Inputs:
     - clouds: maps a panel title to an ``(n, 2)`` array.
     - limit: every panel shows ``[-limit, limit]`` on both axes; when None, the
       smallest symmetric square that holds every point (so panels compare).
-    - panel_size: width of one panel in inches.
+    - panel_size: width of one panel in inches (two panels must fit in 7.5 in).
     - point_size: marker area.
 
     Each panel marks the origin and draws the cloud's two principal axes scaled
@@ -242,9 +312,13 @@ def plot_point_clouds(
         arrays[title] = points
     if limit is None:
         limit = 1.05 * max(np.abs(p).max() for p in arrays.values())
-    fig, axes = plt.subplots(1, len(arrays), figsize=(panel_size * len(arrays), panel_size + 0.4),
+    columns = min(MAX_PANELS_PER_ROW, len(arrays))
+    rows = -(-len(arrays) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(panel_size * columns, (panel_size + 0.4) * rows),
                              squeeze=False, sharex=True, sharey=True)
-    for ax, (title, points) in zip(axes[0], arrays.items(), strict=True):
+    for ax in axes.flat[len(arrays):]:
+        ax.set_visible(False)  # an odd number of clouds leaves the last slot empty
+    for ax, (title, points) in zip(axes.flat, arrays.items(), strict=False):
         ax.scatter(points[:, 0], points[:, 1], s=point_size, alpha=0.5, color=BOOK_COLORS[0],
                    linewidths=0)
         ax.axhline(0.0, color="0.6", linewidth=0.8)
@@ -258,6 +332,8 @@ def plot_point_clouds(
         ax.set_ylim(-limit, limit)
         ax.set_aspect("equal")
         ax.set_title(title)
+    for ax in axes[-1]:
         ax.set_xlabel("feature 1")
-    axes[0, 0].set_ylabel("feature 2")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("feature 2")
     return fig

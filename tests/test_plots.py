@@ -1,5 +1,7 @@
 """Tests of bncourse.plots: each helper draws what it is given, and rejects bad input."""
 
+import warnings
+
 import matplotlib
 
 matplotlib.use("Agg")  # headless: CI has no display
@@ -13,7 +15,8 @@ from bncourse import plots  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _close_figures():
-    yield
+    with matplotlib.rc_context():  # use_book_style's settings (and figure hook) end with the test
+        yield
     plt.close("all")
 
 
@@ -90,3 +93,37 @@ def test_plot_point_clouds_has_equal_shared_axes_and_all_points():
         np.testing.assert_array_equal(ax.collections[0].get_offsets(), points)
     with pytest.raises(ValueError, match=r"clouds\['bad'\]"):
         plots.plot_point_clouds({"bad": np.zeros((5, 3))})
+
+
+def test_book_style_renders_at_150_dpi_and_warns_on_a_figure_too_wide_or_too_crowded():
+    plots.use_book_style()
+    assert matplotlib.rcParams["figure.dpi"] >= 150  # the inline backend renders at figure.dpi
+    crowded, _ = plt.subplots(1, 3, figsize=(7, 3))
+    wide, _ = plt.subplots(1, 2, figsize=(13, 3))
+    fine, _ = plt.subplots(2, 2, figsize=(7, 5))
+    with pytest.warns(plots.BookFigureWarning, match="3 panels in one row"):
+        crowded.canvas.draw()
+    with pytest.warns(plots.BookFigureWarning, match="13.00 in wide"):
+        wide.canvas.draw()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", plots.BookFigureWarning)
+        fine.canvas.draw()  # two rows of two panels are allowed
+    plt.close("all")
+
+
+def test_a_colour_bar_is_not_counted_as_a_panel():
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3))
+    fig.colorbar(axes[0].imshow(np.eye(3)), ax=axes)
+    fig.canvas.draw()
+    assert plots.panels_per_row(fig) == 2
+    plt.close(fig)
+
+
+def test_plot_point_clouds_puts_at_most_two_panels_in_a_row():
+    clouds = {name: np.random.default_rng(0).normal(size=(20, 2)) for name in "abcde"}
+    fig = plots.plot_point_clouds(clouds)
+    fig.canvas.draw()
+    assert plots.panels_per_row(fig) == 2
+    assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == list("abcde")
+    assert plots.figure_problems(fig) == []
+    plt.close(fig)
