@@ -48,7 +48,17 @@ PAGE_REPORT_JS = """
   const mathErrors = [...document.querySelectorAll('mjx-merror')]
     .map(e => e.getAttribute('data-mjx-error') || e.textContent);
   const brokenImages = [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src);
+  const visible = e => {
+    const box = e.getBoundingClientRect();
+    return box.width > 0 && box.height > 0 && getComputedStyle(e).visibility !== 'hidden';
+  };
+  // The theme's own top navbar (pydata-sphinx-theme); the book theme keeps it empty.
+  const topbar = document.querySelector('header.bd-header');
   return JSON.stringify({
+    topbarHeight: topbar ? topbar.getBoundingClientRect().height : 0,
+    searchFields: [...document.querySelectorAll('.search-button-field, form.bd-search input')]
+      .filter(visible).length,
+    overflowX: document.documentElement.scrollWidth - window.innerWidth,
     title: document.title,
     mathCount: maths.length,
     mathjaxLoaded: !!(window.MathJax && MathJax.startup),
@@ -85,6 +95,9 @@ class PageReport:
     broken_images: list[str] = field(default_factory=list)
     image_count: int = 0
     console_errors: list[str] = field(default_factory=list)
+    topbar_height: float = 0.0  # height of the theme's full-width top navbar, in px
+    search_fields: int = 0  # visible search fields on the page
+    overflow_x: int = 0  # px the page is wider than the window (horizontal scrolling)
 
 
 class StaticServer:
@@ -170,6 +183,16 @@ class Browser:
             self.events.append(json.loads(self.ws.recv()))
         raise TimeoutError(f"no {method} within {timeout} s")
 
+    def set_width(self, width: int, height: int = 1000) -> None:
+        """Emulate a window ``width`` px wide; below 600 px as a phone (touch, mobile viewport)."""
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=width < 600,
+        )
+
     def open(self, url: str, screenshot: Path | None = None) -> PageReport:
         """Load ``url``, wait for it and its math, and report what a reader would see."""
         self.events.clear()
@@ -191,6 +214,9 @@ class Browser:
             broken_images=data["brokenImages"],
             image_count=data["imageCount"],
             console_errors=self._console_errors(),
+            topbar_height=data["topbarHeight"],
+            search_fields=data["searchFields"],
+            overflow_x=data["overflowX"],
         )
 
     def _report_after_load(self, redirects: int = 3) -> dict:
