@@ -113,8 +113,8 @@ if importlib.util.find_spec("bncourse") is None:
     if not os.path.isdir("bncourse-src"):
         subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", BRANCH,
                         REPOSITORY, "bncourse-src"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "./bncourse-src"],
-                   check=True)
+    pip = [sys.executable, "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip, "./bncourse-src"], check=True)
     if not os.path.exists("data"):
         os.symlink(os.path.join("bncourse-src", "book", "data"), "data")
     importlib.invalidate_caches()"""
@@ -141,7 +141,9 @@ def chapter_notebooks(root: Path = ROOT) -> list[Path]:
 def _is_install_cell(cell: dict) -> bool:
     source = "".join(cell.get("source", []))
     return cell.get("cell_type") == "code" and (
-        INSTALL_CELL_MARKER in source or 'find_spec("bncourse")' in source
+        cell.get("id") == "install-bncourse"
+        or INSTALL_CELL_MARKER in source
+        or 'find_spec("bncourse")' in source
     )
 
 

@@ -19,8 +19,9 @@ MAX_LINE = 88
 #: Figures must be rendered at this resolution or more, and be at most this wide.
 MIN_DPI = 150
 MAX_WIDTH_IN = 7.5
-# bbox_inches="tight" may add a few pixels around the figure; 0.1 in is well above that.
-WIDTH_SLACK_IN = 0.1
+# The inline backend saves with bbox_inches="tight", which pads the figure by 0.1 in on
+# each side: a 7.5 in figure comes out 7.6-7.7 in wide.
+WIDTH_SLACK_IN = 0.25
 
 _SECTION = re.compile(r"^## (.+)$", re.MULTILINE)
 _ANSWER = re.compile(r"^:::+\{dropdown\} Answer\s*$", re.MULTILINE)
