@@ -332,8 +332,10 @@ def plot_point_clouds(
         ax.set_ylim(-limit, limit)
         ax.set_aspect("equal")
         ax.set_title(title)
-    for ax in axes[-1]:
-        ax.set_xlabel("feature 1")
+    for column in axes.T:  # label the lowest visible panel of each column
+        lowest = [ax for ax in column if ax.get_visible()][-1]
+        lowest.xaxis.set_tick_params(labelbottom=True)
+        lowest.set_xlabel("feature 1")
     for ax in axes[:, 0]:
         ax.set_ylabel("feature 2")
     return fig
