@@ -273,10 +273,10 @@ def test_every_section_ends_with_questions_and_collapsed_answers():
 
 
 CANONICAL_LABELS = {
-    "sec-hard-sigmoid-linear": "01_hard_to_train.ipynb",
-    "sec-bn-identity": "03_bn_transform.ipynb",
-    "sec-bn-scale-invariance": "03_bn_transform.ipynb",
-    "sec-inference-eval-mode": "05_inference.ipynb",
+    "sec-hard-sigmoid-linear": "01_hard_to_train",
+    "sec-bn-identity": "03_bn_transform",
+    "sec-bn-scale-invariance": "03_bn_transform",
+    "sec-inference-eval-mode": "05_inference",
 }
 
 
