@@ -236,12 +236,26 @@ class Browser:
             except RuntimeError as error:
                 if "navigated" not in str(error):
                     raise
-                # forget the load event just used; the next page's may already be queued
-                first = next(i for i, e in enumerate(self.events) if e.get("method") == "Page.loadEventFired")
-                del self.events[first]
+                self._forget_first_load()
                 continue
+            if "exceptionDetails" in result:
+                # The script can also fail inside the page when the page navigates away while
+                # it awaits MathJax (its context is destroyed): then report on the next page.
+                if any(e.get("method") == "Runtime.executionContextDestroyed" for e in self.events):
+                    self._forget_first_load()
+                    self.events = [
+                        e for e in self.events if e.get("method") != "Runtime.executionContextDestroyed"
+                    ]
+                    continue
+                details = result["exceptionDetails"]
+                raise RuntimeError(f"the page report failed: {details.get('exception', details)}")
             return json.loads(result["result"]["value"])
         raise RuntimeError(f"the page kept navigating after {redirects} redirects")
+
+    def _forget_first_load(self) -> None:
+        """Drop the load event just used; the next page's may already be queued."""
+        first = next(i for i, e in enumerate(self.events) if e.get("method") == "Page.loadEventFired")
+        del self.events[first]
 
     def _console_errors(self) -> list[str]:
         errors = []
