@@ -252,6 +252,28 @@ class Browser:
             return json.loads(result["result"]["value"])
         raise RuntimeError(f"the page kept navigating after {redirects} redirects")
 
+    def screenshot_at(self, selector: str, path: Path) -> bool:
+        """Scroll the first element matching ``selector`` to the top and save a screenshot.
+
+        Returns False (and saves nothing) when the page has no such element.
+        """
+        found = self.call(
+            "Runtime.evaluate",
+            # "instant": the theme scrolls smoothly, which would leave the shot half-way
+            expression=(
+                "(e => !!e && (e.scrollIntoView({behavior: 'instant', block: 'start'}), true))"
+                f"(document.querySelector({json.dumps(selector)}))"
+            ),
+            returnByValue=True,
+        )
+        if not found.get("result", {}).get("value"):
+            return False
+        time.sleep(0.2)  # let images in the new view paint
+        shot = self.call("Page.captureScreenshot", format="png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
+        return True
+
     def _forget_first_load(self) -> None:
         """Drop the load event just used; the next page's may already be queued."""
         first = next(i for i, e in enumerate(self.events) if e.get("method") == "Page.loadEventFired")

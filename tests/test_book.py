@@ -6,8 +6,9 @@ chapter; every test that needs the built site or the executed notebooks reuses
 it. The readability rules (tests/book_checks.py) are checked on the executed
 notebooks of every document in _toc.yml; the rules that concern only the
 sources (objectives, questions, labels, addresses) run without a build.
-Each page is opened at 1400 px (desktop) and 400 px (phone); one screenshot per
-page and width is kept in artifacts/screenshots/<width>/ (not committed).
+Each page is opened at 1400 px (desktop) and 400 px (phone); a screenshot of the
+top of each page, and one of its first figure, are kept in
+artifacts/screenshots/<width>/ (not committed) for a person to look through.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -55,8 +58,14 @@ def toc_files() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def built_book(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("book")
+def built_book() -> Iterator[Path]:
+    # Not tmp_path_factory: pytest keeps only its three latest base folders, so on a machine
+    # shared with other pytest sessions this long build could be deleted while in use.
+    with tempfile.TemporaryDirectory(prefix="bncourse-book-") as folder:
+        yield _build(Path(folder))
+
+
+def _build(out: Path) -> Path:
     proc = subprocess.run(
         [str(JUPYTER_BOOK), "build", str(ROOT), "--path-output", str(out), "-W", "-n", "--keep-going"],
         capture_output=True,
@@ -146,7 +155,10 @@ def test_every_page_renders_in_chromium_on_desktop_and_phone(built_book: Path):
                 for page in pages:
                     rel = page.relative_to(built_book).as_posix()
                     name = rel.replace("/", "__").removesuffix(".html") + ".png"
-                    report = browser.open(server.base_url + rel, screenshot=SCREENSHOTS / str(width) / name)
+                    folder = SCREENSHOTS / str(width)
+                    report = browser.open(server.base_url + rel, screenshot=folder / name)
+                    # a second view of each page with figures: its first figure and caption
+                    browser.screenshot_at("figure", folder / name.replace(".png", "__figure.png"))
                     problems += _reader_problems(f"{rel} at {width} px", report)
                     problems += _layout_problems(f"{rel} at {width} px", report, width)
         finally:
