@@ -13,6 +13,7 @@ artifacts/screenshots/<width>/ (not committed) for a person to look through.
 
 from __future__ import annotations
 
+import ast
 import base64
 import html.parser
 import json
@@ -325,6 +326,14 @@ def test_chapters_load_data_only_from_where_colab_finds_it():
 
 
 # --- Addresses: all from _config.yml, none a placeholder ----------------------------------
+
+
+def test_the_install_cell_is_valid_python_that_installs_only_where_bncourse_is_missing():
+    source = book_urls.install_cell_source(book_urls.read_urls())
+    tree = ast.parse(source)  # a syntax error would only show in Colab
+    guard = tree.body[-1]
+    assert isinstance(guard, ast.If) and "find_spec('bncourse') is None" in ast.unparse(guard.test)
+    assert all(len(line) <= book_checks.MAX_LINE for line in source.splitlines())
 
 
 def test_install_cells_and_repository_links_agree_with_the_config():
