@@ -239,13 +239,10 @@ class Browser:
                 self._forget_first_load()
                 continue
             if "exceptionDetails" in result:
-                # The script can also fail inside the page when the page navigates away while
-                # it awaits MathJax (its context is destroyed): then report on the next page.
-                if any(e.get("method") == "Runtime.executionContextDestroyed" for e in self.events):
+                # The script can also fail inside a page that is navigating away (its document
+                # is being replaced): then report on the next page once it has loaded.
+                if self._navigated_away(timeout=10):
                     self._forget_first_load()
-                    self.events = [
-                        e for e in self.events if e.get("method") != "Runtime.executionContextDestroyed"
-                    ]
                     continue
                 details = result["exceptionDetails"]
                 raise RuntimeError(f"the page report failed: {details.get('exception', details)}")
@@ -272,6 +269,21 @@ class Browser:
         shot = self.call("Page.captureScreenshot", format="png")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(shot["data"]))
+        return True
+
+    def _navigated_away(self, timeout: float) -> bool:
+        """Whether the page starts another navigation within ``timeout`` s (events consumed)."""
+        signs = {"Runtime.executionContextDestroyed", "Page.frameNavigated", "Page.frameStartedLoading"}
+        try:
+            deadline = time.monotonic() + timeout
+            while not any(e.get("method") in signs for e in self.events):
+                if time.monotonic() > deadline:
+                    return False
+                self.ws.settimeout(max(0.1, deadline - time.monotonic()))
+                self.events.append(json.loads(self.ws.recv()))
+        except websocket.WebSocketTimeoutException:
+            return False
+        self.events = [e for e in self.events if e.get("method") not in signs]
         return True
 
     def _forget_first_load(self) -> None:
