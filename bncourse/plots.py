@@ -123,8 +123,12 @@ def watch_figure(fig: Figure) -> None:
         problems = figure_problems(fig)
         if problems:
             title = fig.get_suptitle() or next((a.get_title() for a in fig.axes if a.get_title()), "")
-            warnings.warn(
-                f"figure {title!r}: " + "; ".join(problems), BookFigureWarning, stacklevel=2
+            # warn_explicit: the warning would otherwise name a file deep inside matplotlib
+            warnings.warn_explicit(
+                f"figure {title!r}: " + "; ".join(problems),
+                BookFigureWarning,
+                filename="bncourse.plots",
+                lineno=0,
             )
 
     fig.canvas.mpl_connect("draw_event", check)
