@@ -31,7 +31,7 @@ from torch import nn
 from bncourse.convnet import convnet
 from bncourse.data import load_digits
 from bncourse.interactions import batch_composition, domain_shift, variance_shift, weight_decay
-from bncourse.monitor import diagnostics
+from bncourse.monitor import diagnostics, jacobian_spectrum
 from bncourse.train import History, activation_inputs, make_mlp, train
 
 PERCENTILES = (15, 50, 85)
@@ -367,7 +367,7 @@ EXPERIMENTS: dict[str, Callable[..., dict[str, np.ndarray]]] = {
     f.__name__: f
     for f in (figure1, lr_sweep, init_scale, deep_sigmoid, dropout, recipe, noisy_bn,
               smoothness, batch_size, convnet, diagnostics, weight_decay, variance_shift,
-              batch_composition, domain_shift)
+              batch_composition, domain_shift, jacobian_spectrum)
 }
 
 #: Overrides for ``--quick``: a smoke run of a few seconds (numbers mean nothing).
@@ -387,6 +387,7 @@ QUICK = {
     "variance_shift": {"rates": (0.0, 0.5), "seeds": (0,), "steps": 20},
     "batch_composition": {"classes_per_batch": (10, 1), "seeds": (0,), "steps": 20, "test_batches": 2},
     "domain_shift": {"domains": ("original", "dimmed"), "seeds": (0,), "steps": 20},
+    "jacobian_spectrum": {"steps": 20, "record_every": 10, "probes": 5},
 }
 
 

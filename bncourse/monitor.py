@@ -154,3 +154,94 @@ def diagnostics(
             for norm in ("none", "batch")]
     stacked = {k: np.array([run[k] for run in runs]) for k in runs[0] if k != "snapshots"}
     return {**stacked, "snapshots": runs[0]["snapshots"], "expected_initial_loss": np.array(math.log(10))}
+
+
+
+def _standardised_block(model: nn.Sequential, x_train: torch.Tensor, layer: int):
+    """The map from hidden layer ``layer``'s standardised pre-activation to layer ``layer + 1``'s.
+
+    For a BN network this is x_hat_l -> x_hat_{l+1} with population statistics (the
+    inference-mode BN of a copy whose statistics are recomputed on ``x_train``); for a
+    plain network the pre-activations are standardised with their mean and standard
+    deviation over ``x_train``, which changes nothing the network computes. Returns
+    (the map of one standardised vector, the map from network inputs to standardised
+    vectors of layer ``layer``).
+    """
+    from bncourse.train import activation_inputs, precise_batchnorm_
+
+    model = copy.deepcopy(model)
+    has_bn = any(isinstance(m, nn.BatchNorm1d) for m in model)
+    if has_bn:
+        precise_batchnorm_(model, x_train)
+    model.eval()
+    ends = activation_inputs(model)  # index of the module whose output enters each nonlinearity
+    first, second = ends[layer - 1], ends[layer]
+    if has_bn:  # the BN layers' own population statistics
+        bn_a, bn_b = model[first], model[second]
+        mean_a, std_a = bn_a.running_mean, torch.sqrt(bn_a.running_var + bn_a.eps)
+        mean_b, std_b = bn_b.running_mean, torch.sqrt(bn_b.running_var + bn_b.eps)
+        below, between = model[:first], model[first + 1 : second]
+    else:
+        with torch.no_grad():
+            pre_a, pre_b = model[: first + 1](x_train), model[: second + 1](x_train)
+        mean_a, std_a = pre_a.mean(dim=0), pre_a.std(dim=0)
+        mean_b, std_b = pre_b.mean(dim=0), pre_b.std(dim=0)
+        below, between = model[: first + 1], model[first + 1 : second + 1]
+
+    def block(v: torch.Tensor) -> torch.Tensor:
+        # BN: x_hat_l -> gamma x_hat_l + beta -> g -> W -> x_hat_{l+1};
+        # plain: standardised x_l -> x_l -> g -> W, b -> standardised x_{l+1}
+        x_l = bn_a.weight * v + bn_a.bias if has_bn else v * std_a + mean_a
+        return (between(x_l) - mean_b) / std_b
+
+    def standardise(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return (below(x) - mean_a) / std_a
+
+    return block, standardise
+
+
+def jacobian_singular_values(
+    model: nn.Sequential, x_train: torch.Tensor, x_probe: torch.Tensor, layer: int = 2
+) -> np.ndarray:
+    """Singular values of the Jacobian between consecutive standardised layers, per example.
+
+    The paper's Section 3.4 conjectures that BN makes the Jacobian of the map between the
+    normalised inputs of consecutive layers have singular values close to 1. Returns an
+    ``(len(x_probe), width)`` array: for each probe example, the singular values of
+    d x_hat_{layer+1} / d x_hat_{layer}, with statistics over ``x_train``.
+    """
+    if layer < 1:
+        raise ValueError(f"layer: expected a hidden layer followed by another (1, 2, ...), got {layer!r}")
+    block, standardise = _standardised_block(model, x_train, layer)
+    jacobians = torch.func.vmap(torch.func.jacrev(block))(standardise(x_probe))
+    return torch.linalg.svdvals(jacobians.detach().double()).numpy()
+
+
+def jacobian_spectrum(
+    steps: int = 4000, lr: float = 0.5, batch_size: int = 60, record_every: int = 250,
+    seed: int = 0, probes: int = 50, layer: int = 2,
+) -> dict[str, np.ndarray]:
+    """The paper's Section 3.4 conjecture, measured on Figure 1's two networks over training.
+
+    Trains seed ``seed`` of :func:`bncourse.experiments.figure1`'s networks (same set-up, so the
+    same runs) and, every ``record_every`` steps, takes the singular values of the Jacobian
+    between hidden layers ``layer`` and ``layer + 1`` (:func:`jacobian_singular_values`) at the
+    first ``probes`` test images. Returns steps (k,), percentiles (2, k, 3): the 10th, 50th
+    and 90th percentiles of all those singular values (row 0 without BN, row 1 with BN).
+    """
+    from bncourse.train import train
+
+    data = load_digits()
+    x_train, x_probe = torch.as_tensor(data.x_train), torch.as_tensor(data.x_test[:probes])
+    rows = []
+    for norm in ("none", "batch"):
+        def spectrum(model, step):
+            values = jacobian_singular_values(model, x_train, x_probe, layer)
+            return {"percentiles": np.percentile(values, (10, 50, 90))}
+
+        model = make_mlp(norm=norm, activation="sigmoid", seed=seed)
+        history = train(model, data, steps=steps, lr=lr, batch_size=batch_size, seed=seed,
+                        record_every=record_every, callback=spectrum)
+        rows.append(history.extra["percentiles"])
+    return {"steps": history.steps, "percentiles": np.array(rows)}

@@ -151,6 +151,7 @@ PREFIXES = {
                      {"sq_norm": np.s_[:, :1, :3], "test_accuracy": np.s_[:, :1, :3]}),
     "convnet": ({"seeds": [0], "steps": 100, "timing_repeats": 1},
                 {"test_accuracy": np.s_[:, :, :1, :3]}),
+    "jacobian_spectrum": ({"steps": 250}, {"percentiles": np.s_[:, :2]}),
 }
 
 

@@ -103,6 +103,21 @@ def test_update_ratio_is_the_log_relative_step(digits):
     assert result["update_ratio"][0, 0] == pytest.approx(expected, abs=1e-4)  # float32 rounding
 
 
+def test_jacobian_singular_values_match_the_chain_rule_by_hand(digits):
+    """Plain network: d x_hat_3 / d x_hat_2 = diag(1/s_3) W_3 diag(sigmoid'(x_2)) diag(s_2)."""
+    model = make_mlp(norm="none", activation="sigmoid", seed=0).double()
+    x_train, probe = torch.as_tensor(digits.x_train).double(), torch.as_tensor(digits.x_test[:1]).double()
+    values = monitor.jacobian_singular_values(model, x_train, probe, layer=2)
+    with torch.no_grad():
+        pre2_all, pre3_all = model[:3](x_train), model[:5](x_train)
+        pre2 = model[:3](probe)[0]
+    s2, s3 = pre2_all.std(dim=0), pre3_all.std(dim=0)
+    slope = torch.sigmoid(pre2) * (1 - torch.sigmoid(pre2))
+    jacobian = (model[4].weight * slope * s2) / s3[:, None]
+    expected = torch.linalg.svdvals(jacobian.detach()).numpy()
+    np.testing.assert_allclose(values[0], expected, rtol=1e-10)  # float64 throughout
+
+
 def test_snapshots_beyond_the_run_are_refused(digits):
     with pytest.raises(ValueError, match="snapshots"):
         monitor.diagnose_training(make_mlp(), digits, steps=5, lr=0.1, snapshots=(0, 10))
