@@ -1,11 +1,12 @@
-"""The training experiments of chapters 6 and 7, each regenerable from the command line.
+"""The training experiments of chapters 6 and 7 (and 7b), each regenerable from the command line.
 
 Every experiment is a function whose keyword defaults *are* its configuration;
 it returns a dict of NumPy arrays (plus ``"config"``, the JSON of the
-arguments it ran with). The chapters load the longer ones from ``book/data/``;
-regenerate any of them with::
+arguments it ran with). The chapters load them with :func:`load`, from files
+cached inside the package (``bncourse/cached/``, installed with it); regenerate
+any of them with::
 
-    python -m bncourse.experiments NAME --out book/data/NAME.npz
+    python -m bncourse.experiments NAME
 
 where NAME is one of :data:`EXPERIMENTS`. Runs are seeded and use one CPU
 thread, so a rerun on the same versions of PyTorch and NumPy gives the same
@@ -27,7 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from bncourse.convnet import convnet
 from bncourse.data import load_digits
+from bncourse.interactions import batch_composition, domain_shift, variance_shift, weight_decay
+from bncourse.monitor import diagnostics, jacobian_spectrum
 from bncourse.train import History, activation_inputs, make_mlp, train
 
 PERCENTILES = (15, 50, 85)
@@ -38,28 +42,71 @@ def _final(history: History, last: int = 5) -> float:
     return float(np.mean(history.test_accuracy[-last:]))
 
 
+def _sigmoid_run(
+    norm: str, noise: float, seed: int, units: Sequence[int], *, steps: int, lr: float,
+    batch_size: int, record_every: int, data,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One run of Figure 1's network (3 x 100 sigmoid units); what the book plots of it.
+
+    Returns steps (k,), test_accuracy (k,), test_percentiles (U, k, 3): the 15th, 50th
+    and 85th percentiles of the input of each of ``units`` of the last hidden layer
+    on the test set in inference mode, and batch_percentiles (k - 1, 3): those of
+    unit ``units[0]`` on the latest training mini-batch (noise included), from the
+    first step on.
+    """
+    model = make_mlp(norm=norm, activation="sigmoid", noise_after_norm=noise, seed=seed)
+    layer = activation_inputs(model)[-1]
+    x_test = torch.as_tensor(data.x_test)
+    seen: list[torch.Tensor] = []
+
+    def keep_training_batch(module, inputs, output):
+        if module.training:
+            seen[:] = [output[:, units[0]].detach()]
+
+    model[layer].register_forward_hook(keep_training_batch)
+
+    def percentiles(model, step):
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            values = model[: layer + 1](x_test)[:, list(units)].double().numpy()
+        model.train(was_training)
+        test = np.percentile(values, PERCENTILES, axis=0)  # (3, U)
+        batch = (np.percentile(seen[0].double().numpy(), PERCENTILES) if seen
+                 else np.full(len(PERCENTILES), np.nan))  # no training batch before step 1
+        return {"test": test.T, "batch": batch}
+
+    history = train(model, data, steps=steps, lr=lr, batch_size=batch_size, seed=seed,
+                    record_every=record_every, callback=percentiles)
+    test = np.transpose(history.extra["test"], (1, 0, 2))
+    return history.steps, history.test_accuracy, test, history.extra["batch"][1:]
+
+
 def figure1(
-    steps: int = 4000, lr: float = 0.5, batch_size: int = 60, record_every: int = 50, seed: int = 0
+    steps: int = 4000,
+    lr: float = 0.5,
+    batch_size: int = 60,
+    record_every: int = 50,
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    units: Sequence[int] = (0, 1, 2, 3, 4),
 ) -> dict[str, np.ndarray]:
     """The paper's Figure 1 on digits: 3 x 100 sigmoid units, batch 60, with and without BN.
 
-    Returns steps (k,), test_accuracy (2, k) and percentiles (2, k, 3) of the
-    input of unit 0 of the last hidden layer (15th, 50th, 85th), on the test set;
-    row 0 is without BN, row 1 with BN.
+    One run per seed and network. Returns steps (k,), test_accuracy (2, S, k),
+    percentiles (2, S, U, k, 3): the 15th, 50th and 85th percentiles of the input
+    of each of ``units`` of the last hidden layer, on the test set in inference
+    mode, and batch_percentiles (2, S, k - 1, 3): those of unit ``units[0]`` on the
+    latest training mini-batch. Row 0 is without BN, row 1 with BN. This is the one
+    cached run of these two networks: chapter 7 compares with it too.
     """
     data = load_digits()
-    accs, percentiles = [], []
+    results: dict[str, list] = {"test_accuracy": [], "percentiles": [], "batch_percentiles": []}
     for norm in ("none", "batch"):
-        model = make_mlp(norm=norm, activation="sigmoid", seed=seed)
-        history = train(
-            model, data, steps=steps, lr=lr, batch_size=batch_size, seed=seed,
-            record_every=record_every, probe=(activation_inputs(model)[-1], 0),
-            percentiles=PERCENTILES,
-        )
-        accs.append(history.test_accuracy)
-        percentiles.append(history.probe_percentiles)
-    return {"steps": history.steps, "test_accuracy": np.array(accs),
-            "percentiles": np.array(percentiles)}
+        rows = [_sigmoid_run(norm, 0.0, seed, units, steps=steps, lr=lr, batch_size=batch_size,
+                             record_every=record_every, data=data) for seed in seeds]
+        for key, i in (("test_accuracy", 1), ("percentiles", 2), ("batch_percentiles", 3)):
+            results[key].append([row[i] for row in rows])
+    return {"steps": rows[0][0], **{k: np.array(v) for k, v in results.items()}}
 
 
 def lr_sweep(
@@ -208,41 +255,27 @@ def recipe(
 
 
 def noisy_bn(
-    noise: float = 0.5, steps: int = 3000, lr: float = 0.5, seed: int = 0, record_every: int = 50
+    noise: float = 0.5,
+    steps: int = 4000,
+    lr: float = 0.5,
+    batch_size: int = 60,
+    record_every: int = 50,
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
 ) -> dict[str, np.ndarray]:
-    """Santurkar et al. (2018): BN followed by random, time-varying scale and shift.
+    """Santurkar et al. (2018): Figure 1's BN network followed by random scale and shift.
 
-    Three sigmoid networks (Figure 1's architecture): no BN, BN, BN + noise of
-    scale ``noise``. Returns names (3,), steps (k,), test_accuracy (3, k) and
-    percentiles (3, k - 1, 3) of the input of unit 0 of the last hidden layer *as
-    seen during training* (the latest mini-batch, noise included) at every
-    record after step 0.
+    After every BN layer, :class:`bncourse.train.FixedNoise` of scale ``noise``.
+    Everything else is :func:`figure1`'s configuration, so the book compares this
+    run with :func:`figure1`'s networks instead of training them again. Returns
+    steps (k,), test_accuracy (S, k) and batch_percentiles (S, k - 1, 3): the
+    percentiles of the input of unit 0 of the last hidden layer as seen during
+    training (the latest mini-batch, noise included).
     """
     data = load_digits()
-    variants = {"no BN": ("none", 0.0), "BN": ("batch", 0.0), "BN + noise": ("batch", noise)}
-    accs, percentiles = [], []
-    for norm, noise_scale in variants.values():
-        model = make_mlp(norm=norm, activation="sigmoid", noise_after_norm=noise_scale, seed=seed)
-        seen: list[torch.Tensor] = []
-
-        def keep_training_batch(module, inputs, output, seen=seen):
-            if module.training:
-                seen[:] = [output[:, 0].detach()]
-
-        model[activation_inputs(model)[-1]].register_forward_hook(keep_training_batch)
-
-        def batch_percentiles(model, step, seen=seen):
-            if not seen:  # before the first step: no training batch yet
-                return {f"p{p}": np.nan for p in PERCENTILES}
-            values = np.percentile(seen[0].double().numpy(), PERCENTILES)
-            return {f"p{p}": v for p, v in zip(PERCENTILES, values, strict=True)}
-
-        history = train(model, data, steps=steps, lr=lr, seed=seed, record_every=record_every,
-                        callback=batch_percentiles)
-        accs.append(history.test_accuracy)
-        percentiles.append(np.stack([history.extra[f"p{p}"] for p in PERCENTILES], axis=1)[1:])
-    return {"names": np.array(list(variants)), "steps": history.steps,
-            "test_accuracy": np.array(accs), "percentiles": np.array(percentiles)}
+    rows = [_sigmoid_run("batch", noise, seed, (0,), steps=steps, lr=lr, batch_size=batch_size,
+                         record_every=record_every, data=data) for seed in seeds]
+    return {"steps": rows[0][0], "test_accuracy": np.array([row[1] for row in rows]),
+            "batch_percentiles": np.array([row[3] for row in rows])}
 
 
 def smoothness(
@@ -333,20 +366,28 @@ def batch_size(
 EXPERIMENTS: dict[str, Callable[..., dict[str, np.ndarray]]] = {
     f.__name__: f
     for f in (figure1, lr_sweep, init_scale, deep_sigmoid, dropout, recipe, noisy_bn,
-              smoothness, batch_size)
+              smoothness, batch_size, convnet, diagnostics, weight_decay, variance_shift,
+              batch_composition, domain_shift, jacobian_spectrum)
 }
 
 #: Overrides for ``--quick``: a smoke run of a few seconds (numbers mean nothing).
 QUICK = {
-    "figure1": {"steps": 20, "record_every": 10},
+    "figure1": {"steps": 20, "record_every": 10, "seeds": (0,), "units": (0, 1)},
     "lr_sweep": {"lrs": (0.1, 1.0), "seeds": (0,), "steps": 50},
     "init_scale": {"scales": (0.1, 1.0), "seeds": (0,), "steps": 50},
     "deep_sigmoid": {"depth": 3, "steps": 20, "record_every": 10},
     "dropout": {"seeds": (0,), "steps": 20, "record_every": 10},
     "recipe": {"seeds": (0,), "steps": 20, "record_every": 10},
-    "noisy_bn": {"steps": 20, "record_every": 10},
+    "noisy_bn": {"steps": 20, "record_every": 10, "seeds": (0,)},
     "smoothness": {"steps": 20, "record_every": 10, "probe_size": 50},
     "batch_size": {"sizes": (8, 64), "norms": ("batch", "layer"), "epochs": 1, "seeds": (0,)},
+    "convnet": {"lrs": (0.1,), "seeds": (0,), "steps": 20, "record_every": 10, "timing_repeats": 3},
+    "diagnostics": {"steps": 20, "snapshots": (0, 20)},
+    "weight_decay": {"decays": (0.0, 1e-2), "seeds": (0,), "steps": 20, "record_every": 10},
+    "variance_shift": {"rates": (0.0, 0.5), "seeds": (0,), "steps": 20},
+    "batch_composition": {"classes_per_batch": (10, 1), "seeds": (0,), "steps": 20, "test_batches": 2},
+    "domain_shift": {"domains": ("original", "dimmed"), "seeds": (0,), "steps": 20},
+    "jacobian_spectrum": {"steps": 20, "record_every": 10, "probes": 5},
 }
 
 
@@ -377,7 +418,18 @@ def run(name: str, **overrides) -> dict[str, np.ndarray]:
     return {**results, "config": np.array(json.dumps(config))}
 
 
-def load(path: str | Path) -> dict:
+#: Where the cached results live: inside the package, so that ``pip install`` of the
+#: repository (Colab, Binder) brings them along with the code that made them.
+CACHE = Path(__file__).resolve().parent / "cached"
+
+
+def cached_path(name: str) -> Path:
+    """The file that caches experiment ``name``'s default run."""
+    _experiment(name)  # a clear error for an unknown name
+    return CACHE / f"{name}.npz"
+
+
+def load_file(path: str | Path) -> dict:
     """Load a result saved by the CLI: arrays by name, ``"config"`` as a dict."""
     with np.load(path, allow_pickle=False) as saved:
         results = {key: saved[key] for key in saved.files}
@@ -385,18 +437,47 @@ def load(path: str | Path) -> dict:
     return results
 
 
+def load(name: str, regenerate: bool = True) -> dict:
+    """The default run of experiment ``name``: from the package's cache, or computed afresh.
+
+    Chapters call this instead of opening a data file, so they work wherever the
+    package is installed. Without a cache file (or with a stale one, whose stored
+    configuration differs from the current defaults) the experiment is rerun when
+    ``regenerate`` is true (this can take minutes) and the result is returned
+    without writing anything; otherwise a ``FileNotFoundError`` names the command
+    that rebuilds the cache.
+    """
+    path = cached_path(name)
+    if path.exists():
+        results = load_file(path)
+        if results["config"] == default_config(name):
+            return results
+    if not regenerate:
+        raise FileNotFoundError(
+            f"{path}: no up-to-date cache of {name!r}; rebuild it with "
+            f"`python -m bncourse.experiments {name}`"
+        )
+    print(f"bncourse.experiments: no up-to-date cache of {name!r}, running it (may take minutes)")
+    results = run(name)
+    results["config"] = json.loads(str(results["config"]))
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: ``python -m bncourse.experiments NAME --out FILE.npz [--quick]``."""
+    """Command line: ``python -m bncourse.experiments NAME [--out FILE.npz] [--quick]``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("name", choices=sorted(EXPERIMENTS))
-    parser.add_argument("--out", required=True, type=Path, help="where to write the .npz")
+    parser.add_argument("--out", type=Path, help="where to write the .npz (default: the cache)")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = parser.parse_args(argv)
+    if args.quick and args.out is None:
+        parser.error("--quick needs --out: a smoke run must not replace the cache")
+    out = args.out or cached_path(args.name)
     start = time.perf_counter()
     results = run(args.name, **(QUICK[args.name] if args.quick else {}))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, **results)
-    print(f"{args.name}: wrote {args.out} in {time.perf_counter() - start:.1f} s")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, **results)
+    print(f"{args.name}: wrote {out} in {time.perf_counter() - start:.1f} s")
 
 
 if __name__ == "__main__":
