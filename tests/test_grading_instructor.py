@@ -268,3 +268,47 @@ def test_feedback_math_renders_offline_in_chromium(course):
     found = json.loads(typeset["result"]["value"])
     assert report.mathjax_loaded and not report.console_errors
     assert found["n"] >= 1 and not found["raw"]
+
+
+def test_errors_are_split_by_the_hint_the_student_received():
+    from bncourse.grading.report import mistake_key
+
+    broadcast = {"mistake": "exception", "message": "batchnorm_forward (case 2) raised "
+                 "ValueError: operands could not be broadcast together with shapes (4,3,2,2) "
+                 "(3,). Hint: reshape gamma to (1, C, 1, 1)"}
+    pair = {"mistake": "exception", "message": "batchnorm_forward raised TypeError: "
+            "batchnorm_forward should return a pair (out, cache), got None"}
+    plain = {"mistake": "exception", "message": "standardize raised ZeroDivisionError: boom"}
+    assert mistake_key(broadcast) == ("exception: arrays could not be broadcast",
+                                      "raised an error: arrays could not be broadcast "
+                                      "(hint given)")
+    assert mistake_key(pair)[0] == "exception: did not return a pair"
+    assert mistake_key(plain) == ("exception: ZeroDivisionError", "raised ZeroDivisionError")
+    assert mistake_key({"mistake": "nchw_reshape"})[1] == "nchw reshape"
+
+
+def test_histogram_bars_sit_on_attainable_scores_and_discrimination_is_pearson():
+    import numpy as np
+
+    from bncourse.grading.report import attainable_scores, pearson
+
+    results = [{"parts": [{"id": "a", "points": 2.0}, {"id": "b", "points": 1.0},
+                          {"id": "c", "points": 0.5}]}]
+    assert attainable_scores(results) == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
+    xs, ys = [0.0, 1.0, 1.0, 0.0, 1.0], [1.0, 3.0, 2.5, 0.5, 2.0]
+    assert pearson(xs, ys) == pytest.approx(np.corrcoef(xs, ys)[0, 1], rel=1e-12)
+    assert pearson([1.0, 1.0, 1.0], ys[:3]) is None  # a test everyone passed: undefined
+
+
+def test_bad_extensions_and_formats_are_named(tmp_path):
+    from bncourse.grading import export, late
+
+    path = tmp_path / "ext.csv"
+    path.write_text("student,hours\nbob,2\n")
+    with pytest.raises(ValueError, match="expected a header with student_id"):
+        late.read_extensions(path)
+    path.write_text("student_id,hours\nbob,two\n")
+    with pytest.raises(ValueError, match="line 2: hours should be a number, got 'two'"):
+        late.read_extensions(path)
+    with pytest.raises(ValueError, match="expected formats among canvas"):
+        export.parse_formats("canvas,blackboard")

@@ -81,6 +81,8 @@ def read_grades(gb: Gradebook, assignment: str, results: list[dict]) -> list[Stu
     """Every student of the gradebook with their grade for ``assignment``; ``results`` (the
     journal) adds each test's diagnosis and whether it is hidden."""
     parts = {(r["student"], p["id"]): p for r in results for p in r["parts"]}
+    # tests in the notebook's order (the journal lists parts as the notebook does)
+    order = {p["id"]: i for r in results for i, p in enumerate(r["parts"])}
     problems = {r["student"]: r["error"] for r in results if r["status"] == "error"}
     maximum = gb.find_assignment(assignment).max_score
     grades = []
@@ -97,7 +99,8 @@ def read_grades(gb: Gradebook, assignment: str, results: list[dict]) -> list[Stu
         row.raw_score = float(submission.score)
         row.penalty = float(submission.late_submission_penalty or 0.0)
         for notebook in sorted(submission.notebooks, key=lambda n: n.name):
-            for grade in sorted(notebook.grades, key=lambda g: g.cell.id):
+            for grade in sorted(notebook.grades,
+                                key=lambda g: (order.get(g.name, len(order)), g.name)):
                 part = parts.get((student.id, grade.name))
                 row.tests.append(TestGrade(
                     grade.name, float(grade.score or 0.0), float(grade.max_score),
