@@ -150,9 +150,9 @@ def main() -> None:
     summarise(rows, args.students)
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "scaling.csv", "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+        table = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        table.writeheader()
+        table.writerows(rows)
     plot(rows, args.out / "scaling.png",
          f"{args.students} notebooks of {args.assignment}, {os.cpu_count()} cores")
     print(f"\nclass: {args.students} notebooks of {args.assignment}; "
