@@ -312,3 +312,16 @@ def test_bad_extensions_and_formats_are_named(tmp_path):
         late.read_extensions(path)
     with pytest.raises(ValueError, match="expected formats among canvas"):
         export.parse_formats("canvas,blackboard")
+
+
+def test_export_step_alone_rewrites_the_same_files_from_the_gradebook(course, tmp_path):
+    from bncourse.grading.cli import main
+
+    code = main([tiny.ASSIGNMENT, "--course-dir", str(course), "--checks", tiny.CHECKS,
+                 "--quiet", "--steps", "export", "--export", "canvas,moodle",
+                 "--export-dir", str(tmp_path), "--lms-column", "BN transform (12345)"])
+    assert code == 0
+    first = (course / "exports" / tiny.ASSIGNMENT / "canvas.csv").read_text()
+    again = (tmp_path / "canvas.csv").read_text()
+    assert again.splitlines()[0].endswith(",BN transform (12345)")
+    assert again.splitlines()[1:] == first.splitlines()[1:]
