@@ -141,6 +141,8 @@ def test_late_submission_gets_the_configured_penalty_in_grades_csv(course):
     assert set(late) == {"bob", "grace"}
     assert late["bob"]["late_by"] == "1 d 6 h 0 min" and late["bob"]["late_submission_penalty"] == "2"
     assert late["grace"]["lms_marked_late"] == "yes"
+    scores = {r["student"]: r for r in read_csv(course / "reports" / tiny.ASSIGNMENT / "scores.csv")}
+    assert scores["bob"]["score"] == "4" and scores["bob"]["after_late_penalty"] == "2"
     assert "extension for nobody: no submission" in (course.parent / "console.txt").read_text()
 
 

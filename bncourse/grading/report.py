@@ -254,7 +254,10 @@ def table_html(rows: list[list], escaped: bool = False) -> str:
 
 
 def _scores_html(rows: list[list]) -> str:
-    linked = [rows[0][:-1]] + [[_link(r[5], r[0]), *map(html.escape, r[1:5])] for r in rows[1:]]
+    """The scores table with each name linked to the feedback (the link column hidden)."""
+    keep = [i for i, name in enumerate(rows[0]) if name not in ("student", "feedback")]
+    linked = [["student", *(rows[0][i] for i in keep)]]
+    linked += [[_link(r[5], r[0]), *(html.escape(str(r[i])) for i in keep)] for r in rows[1:]]
     return table_html(linked, escaped=True)
 
 
@@ -291,10 +294,18 @@ def write_report(out: Path, assignment: str, results: list[dict],
     out.mkdir(parents=True, exist_ok=True)
     links = links or {}
     data = tables(results, collect_problems, links)
+    extra = {}
     if late_rows is not None:
-        data["late"] = late_rows
+        extra["late"] = late_rows
+        penalties = {row[0]: float(row[5]) for row in late_rows[1:]}
+        data["scores"][0].append("after_late_penalty")
+        for row in data["scores"][1:]:
+            row.append(f"{max(0.0, float(row[1]) - penalties.get(row[0], 0.0)):g}")
     if similarity is not None:
-        data["similarity"] = similarity[0]
+        extra["similarity"] = similarity[0]
+    order = ["scores", "matrix", "tests", "mistakes", "late", "similarity", "flagged",
+             "problems"]
+    data = {name: ({**data, **extra})[name] for name in order if name in data or name in extra}
     for name, rows in data.items():
         with open(out / f"{name}.csv", "w", newline="") as stream:
             csv.writer(stream).writerows(rows)
