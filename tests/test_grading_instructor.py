@@ -327,3 +327,13 @@ def test_export_step_alone_rewrites_the_same_files_from_the_gradebook(course, tm
     again = (tmp_path / "canvas.csv").read_text()
     assert again.splitlines()[0].endswith(",BN transform (12345)")
     assert again.splitlines()[1:] == first.splitlines()[1:]
+
+
+def test_help_documents_the_instructor_options(capsys):
+    from bncourse.grading.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for option in ("--export", "--export-dir", "--lms-column", "--extensions"):
+        assert option in text
