@@ -332,7 +332,9 @@ class Grader:
         """Write the autograded notebook and the feedback page unless they are up to date
         (``rendered``: what a worker already made; else rendered here)."""
         student, notebook = result["student"], result["notebook"]
-        digest = hashlib.sha256(json.dumps(result, sort_keys=True).encode()).hexdigest()
+        # the page's own version too, so pages made by an older renderer are made again
+        digest = hashlib.sha256((feedback.PAGE_VERSION + json.dumps(result, sort_keys=True))
+                                .encode()).hexdigest()
         marker = self.state / "feedback" / student / f"{notebook}.sha256"
         html_path = self.course.root / "feedback" / student / self.assignment / f"{notebook}.html"
         feedback.place_mathjax(html_path.parent)  # the page loads its MathJax from beside it

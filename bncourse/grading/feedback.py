@@ -33,6 +33,7 @@ from bncourse.grading import validate
 from bncourse.grading.validate import read_notebook
 
 HIDDEN_MARK = "BEGIN HIDDEN TESTS"
+PAGE_VERSION = "2"  # 2: MathJax served from beside the page; bump when pages change
 # one file with the TeX input and the SVG output: SVG needs no web fonts beside it
 MATHJAX_FILE = "tex-svg-full.js"
 MATHJAX_URL = f"mathjax/{MATHJAX_FILE}"
