@@ -20,12 +20,13 @@ from pathlib import Path
 import nbformat
 
 from bncourse.grading import collect as collecting
-from bncourse.grading import dask_backend, feedback, gradebook, report
+from bncourse.grading import dask_backend, export, feedback, gradebook, late, report, similarity
 from bncourse.grading.gradebook import Course, Journal, atomic_write
 from bncourse.grading.sandbox import Limits, SandboxUnavailableError, resolve_mode
 from bncourse.grading.worker import RESULT_VERSION, grade_and_render
 
-STEPS = ("collect", "autograde", "feedback", "report")
+STEPS = ("collect", "autograde", "feedback", "report", "export")
+DEFAULT_STEPS = ["collect", "autograde", "feedback", "report"]  # export: when --export is given
 
 
 def parse_size(text: str) -> int:
@@ -43,6 +44,13 @@ def parse_steps(text: str) -> list[str]:
     if unknown or not steps:
         raise argparse.ArgumentTypeError(f"expected steps among {','.join(STEPS)}, got {text!r}")
     return steps
+
+
+def parse_formats(text: str) -> list[str]:
+    try:
+        return export.parse_formats(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,9 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--grades", type=Path, default=None,
                        help="grades.csv path (default: COURSE/grades.csv)")
     run = parser.add_argument_group("running")
-    run.add_argument("--steps", type=parse_steps, default=list(STEPS),
+    run.add_argument("--steps", type=parse_steps, default=DEFAULT_STEPS,
                      help="comma-separated steps to run (default: collect,autograde,feedback,"
-                     "report)")
+                     "report; export runs too when --export is given)")
     run.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                      help="local worker processes (default: one per core)")
     run.add_argument("--scheduler", default=None,
@@ -85,6 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scratch", type=Path, default=None,
                      help="folder for per-submission temporary files (default: system temp)")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
+    lms = parser.add_argument_group("late work and exports")
+    lms.add_argument("--extensions", type=Path, default=None,
+                     help="CSV of extensions (student_id and any of weeks,days,hours,minutes), "
+                     "granted in the gradebook before late penalties are computed")
+    lms.add_argument("--export", type=parse_formats, default=[],
+                     help="write grades for an LMS: comma-separated among canvas,moodle,"
+                     "gradescope,csv (into COURSE/exports/ASSIGNMENT)")
+    lms.add_argument("--export-dir", type=Path, default=None,
+                     help="where exports go (default: COURSE/exports/ASSIGNMENT)")
+    lms.add_argument("--lms-column", default=None,
+                     help="the assignment's column name in the LMS (default: ASSIGNMENT)")
     box = parser.add_argument_group("sandbox and limits")
     box.add_argument("--sandbox", default="auto", choices=("auto", "bwrap", "rlimits"),
                      help="bwrap: bubblewrap + rlimits (required: fail if missing); rlimits: "
@@ -210,6 +229,8 @@ class Grader:
             self.feedback()
         if "report" in self.args.steps:
             self.report()
+        if "export" in self.args.steps or self.args.export:
+            self.export()
         return code
 
     def collect(self) -> None:
@@ -273,6 +294,9 @@ class Grader:
                 self.record(gb, result)
                 self.write_feedback(result, (outcome["autograded"], outcome["feedback"]))
                 progress.update(f"{key[0]}/{key[1]}", result)
+            for note in late.apply(gb, self.course.config, self.assignment,
+                                   self.args.extensions):
+                self.log(f"late: {note}")
             gradebook.export_csv(gb, self.assignment, self.grades_path())
         return 1 if internal else 0
 
@@ -308,9 +332,12 @@ class Grader:
         """Write the autograded notebook and the feedback page unless they are up to date
         (``rendered``: what a worker already made; else rendered here)."""
         student, notebook = result["student"], result["notebook"]
-        digest = hashlib.sha256(json.dumps(result, sort_keys=True).encode()).hexdigest()
+        # the page's own version too, so pages made by an older renderer are made again
+        digest = hashlib.sha256((feedback.PAGE_VERSION + json.dumps(result, sort_keys=True))
+                                .encode()).hexdigest()
         marker = self.state / "feedback" / student / f"{notebook}.sha256"
         html_path = self.course.root / "feedback" / student / self.assignment / f"{notebook}.html"
+        feedback.place_mathjax(html_path.parent)  # the page loads its MathJax from beside it
         if marker.exists() and marker.read_text() == digest and html_path.exists():
             return 0
         if rendered is None:
@@ -331,8 +358,33 @@ class Grader:
         problems_file = self.state / "collect_problems.json"
         problems = json.loads(problems_file.read_text()) if problems_file.exists() else []
         out = self.args.report_dir or self.course.root / "reports" / self.assignment
-        path = report.write_report(out, self.assignment, self.journal.all(), problems)
+        results = self.journal.all()
+        for result in results:  # the console says why, as the report does
+            if result["status"] == "error":
+                self.log(f"not gradable: {result['student']}/{result['notebook']}: "
+                         f"{result['error']}")
+        with self.course.gradebook() as gb:
+            late_rows = late.late_table(gb, self.assignment, self.course.root)
+        links = {}
+        for result in results:
+            page = (self.course.root / "feedback" / result["student"] / self.assignment
+                    / f"{result['notebook']}.html")
+            links.setdefault(result["student"], os.path.relpath(page, out.resolve()))
+        close = similarity.report(self.course.root, self.assignment, self.notebooks,
+                                  similarity.starter_code(self.releases))
+        path = report.write_report(out, self.assignment, results, problems, links, late_rows,
+                                   close)
         self.log(f"report: {path}")
+
+    def export(self) -> None:
+        if not self.args.export:
+            raise SystemExit("bncourse-grade: the export step needs --export FORMATS")
+        out = self.args.export_dir or self.course.root / "exports" / self.assignment
+        with self.course.gradebook() as gb:
+            written = export.export(self.args.export, gb, self.assignment, self.journal.all(),
+                                    out, self.args.lms_column)
+        for path in written:
+            self.log(f"export: {path}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 CANVAS = re.compile(
-    r"^(?P<student>[A-Za-z0-9]+)(?:_late)?_\d+_\d+_(?P<notebook>.+?)(?:-\d+)?\.ipynb$"
+    r"^(?P<student>[A-Za-z0-9]+)(?P<late>_late)?_\d+_\d+_(?P<notebook>.+?)(?:-\d+)?\.ipynb$"
 )
 MOODLE = re.compile(
     r"^(?P<name>[^_]+)_(?P<student>\d+)_assignsubmission_file_(?P<notebook>.+?)\.ipynb$"
@@ -189,6 +189,11 @@ def _store(path: Path, root: Path, assignment: str, student: str, notebook: str,
     shutil.copy2(path, destination)
     stamp = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.UTC)
     (folder / "timestamp.txt").write_text(stamp.strftime("%Y-%m-%d %H:%M:%S.%f UTC"))
+    canvas = CANVAS.match(path.name)
+    if canvas and canvas["late"]:  # Canvas marked it late: shown in the report (late.py)
+        (folder / "lms_late.txt").write_text("canvas\n")
+    else:
+        (folder / "lms_late.txt").unlink(missing_ok=True)
     return destination
 
 

@@ -7,6 +7,10 @@ sandbox; each test cell gets the verdict of its part as output. The autograded n
 from the released version, from which nbgrader's ClearHiddenTests has removed the hidden
 tests, and is rendered to ``feedback/<student>/<assignment>/<notebook>.html`` with nbconvert.
 A last check refuses to write feedback that still contains a hidden-test delimiter.
+
+Formulas render offline: the page loads MathJax 3 from ``mathjax/`` beside itself (the bundle
+sphinx-mathjax-offline ships for the book; ``place_mathjax`` puts it there, hard-linked when it
+can), never from a CDN, so a student who opens the page without a network sees typeset math.
 """
 
 from __future__ import annotations
@@ -14,6 +18,11 @@ from __future__ import annotations
 import copy
 import functools
 import html
+import importlib.util
+import os
+import re
+import shutil
+from pathlib import Path
 
 import nbformat
 from nbconvert import HTMLExporter
@@ -24,6 +33,20 @@ from bncourse.grading import validate
 from bncourse.grading.validate import read_notebook
 
 HIDDEN_MARK = "BEGIN HIDDEN TESTS"
+PAGE_VERSION = "2"  # 2: MathJax served from beside the page; bump when pages change
+# one file with the TeX input and the SVG output: SVG needs no web fonts beside it
+MATHJAX_FILE = "tex-svg-full.js"
+MATHJAX_URL = f"mathjax/{MATHJAX_FILE}"
+# MathJax 3 reads this object before it starts; nbconvert's own block configures MathJax 2
+MATHJAX_CONFIG = (
+    "<script>window.MathJax = {tex: {inlineMath: [['$', '$'], ['\\\\(', '\\\\)']], "
+    "displayMath: [['$$', '$$'], ['\\\\[', '\\\\]']], processEscapes: true, "
+    "processEnvironments: true}, options: {ignoreHtmlClass: 'jp-CodeCell'}};</script>\n"
+    f"<script src=\"{MATHJAX_URL}\" defer></script>"
+)
+REMOTE_SCRIPT = re.compile(r"<script[^>]*\ssrc=[\"']?(https?://[^\"' >]+)")
+NBCONVERT_MATHJAX = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->",
+                               re.DOTALL)
 
 
 def _verdict_output(part: dict) -> NotebookNode:
@@ -102,7 +125,47 @@ def render_html(notebook: NotebookNode) -> str:
         if HIDDEN_MARK in cell.get("source", "") and validate.is_test_cell(cell):
             raise RuntimeError("refusing to write feedback that contains hidden tests")
     body, _ = _exporter().from_notebook_node(notebook)
-    return body
+    return offline_mathjax(body)
+
+
+def offline_mathjax(page: str) -> str:
+    """Swap nbconvert's MathJax block (a CDN script) for the local MathJax 3 bundle, and drop
+    require.js (only interactive widgets use it; feedback has none) so that the page asks the
+    network for nothing."""
+    page, count = NBCONVERT_MATHJAX.subn(lambda _: MATHJAX_CONFIG, page, count=1)
+    page = page.replace(f'<script src="{_exporter().require_js_url}"></script>', "", 1)
+    remote = REMOTE_SCRIPT.search(page)
+    if count != 1 or remote:
+        raise RuntimeError("nbconvert's page template changed: feedback would load "
+                           f"{remote[1] if remote else 'MathJax'} from the network")
+    return page
+
+
+def mathjax_bundle() -> Path:
+    """The MathJax 3 file that sphinx-mathjax-offline (a dependency of the book) ships."""
+    spec = importlib.util.find_spec("sphinx-mathjax-offline")
+    folder = Path(spec.origin).parent if spec and spec.origin else None
+    if folder is None or not (folder / "static" / "mathjax" / MATHJAX_FILE).exists():
+        raise FileNotFoundError("MathJax: expected sphinx-mathjax-offline's static/mathjax/"
+                                f"{MATHJAX_FILE} (pip install sphinx-mathjax-offline)")
+    return folder / "static" / "mathjax" / MATHJAX_FILE
+
+
+def place_mathjax(page_folder: Path) -> None:
+    """Put the MathJax bundle in ``page_folder/mathjax/``: a hard link (no extra disk per
+    student) where the file system allows, else a copy. Each student's feedback folder is then
+    self-contained, as nbgrader's release_feedback hands it out."""
+    target = page_folder / MATHJAX_URL
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source = mathjax_bundle()
+    temp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    try:
+        os.link(source, temp)
+    except OSError:
+        shutil.copyfile(source, temp)
+    os.replace(temp, target)
 
 
 def error_page(result: dict) -> str:
