@@ -26,6 +26,7 @@ __all__ = [
     "check_data_matrix",
     "check_weight",
     "check_method",
+    "check_choice",
     "values_per_channel",
 ]
 
@@ -142,3 +143,10 @@ def check_method(method: Any) -> None:
     """Whitening method: 'zca' or 'pca'."""
     if method not in ("zca", "pca"):
         raise ValueError(f"method: expected 'zca' or 'pca', got {method!r}")
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """Check that ``value`` is one of the strings ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        expected = ", ".join(repr(choice) for choice in choices)
+        raise ValueError(f"{name}: expected one of {expected}, got {value!r}")

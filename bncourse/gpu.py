@@ -263,7 +263,18 @@ def update_running_stats(
 
     _, mean, var = _batch_stats(x.detach().to(_compute_dtype(x)))
     m = _validate.values_per_channel(x)
-    unbiased_var = var.reshape(-1) * (m / (m - 1))
+    return _blend_running_stats(running_mean, running_var, mean.reshape(-1), var.reshape(-1), m, momentum)
+
+
+def _blend_running_stats(
+    running_mean: torch.Tensor,
+    running_var: torch.Tensor,
+    mean: torch.Tensor,
+    var: torch.Tensor,
+    m: int,
+    momentum: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The moving averages of ``update_running_stats`` from a batch's mu_B and biased sigma^2_B, (C,)."""
 
     def blend(old: torch.Tensor, batch_stat: torch.Tensor) -> torch.Tensor:
         # Half-precision statistics are blended in float32 and rounded once, as torch's kernels do.
@@ -271,7 +282,7 @@ def update_running_stats(
         new = (1 - momentum) * old.detach().to(compute) + momentum * batch_stat.to(compute)
         return new.to(old.dtype)
 
-    return blend(running_mean, mean.reshape(-1)), blend(running_var, unbiased_var)
+    return blend(running_mean, mean), blend(running_var, var * (m / (m - 1)))
 
 
 def population_stats(batches: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -472,13 +483,22 @@ def batch_norm(
     training: bool = False,
     momentum: float = 0.1,
     eps: float = 1e-5,
+    *,
+    impl: str = "reference",
 ) -> torch.Tensor:
-    """Same signature and results as ``torch.nn.functional.batch_norm``.
+    """Same signature and results as ``torch.nn.functional.batch_norm``, plus ``impl``.
 
     Training (``training=True``): normalise with the batch statistics through
     ``BatchNormFunction``; if running statistics are given (both or neither),
     update them in place with ``update_running_stats``. Evaluation: apply
     ``batchnorm_inference`` with the running statistics, which are required.
+
+    ``impl`` chooses the training path: ``"reference"`` (the code above),
+    ``"fused"`` (``bncourse.fused``: four passes over memory, compiled with
+    torch.compile on first use per input shape; where compilation is
+    unavailable it warns once and runs the same kernels eagerly) or
+    ``"fused-eager"`` (the fused kernels, never compiled). Evaluation is one
+    affine map per channel, the same for every ``impl``.
 
     Inputs:
     - input: (N, C) or (N, C, *spatial).
@@ -487,10 +507,14 @@ def batch_norm(
     - training: use batch statistics (True) or running statistics (False).
     - momentum: number in [0, 1], the weight of the new batch.
     - eps: small constant > 0 added to the variance.
+    - impl: "reference", "fused" or "fused-eager" (keyword only).
 
     Returns:
     - out: shape, dtype and device of input.
     """
+    from bncourse import fused  # imported here: bncourse.fused builds on this module
+
+    _validate.check_choice("impl", impl, fused.IMPLEMENTATIONS)
     input = _check_tensor("input", input)
     num_channels = _validate.check_batch("input", input, training)
     given = {"running_mean": running_mean, "running_var": running_var}
@@ -507,6 +531,15 @@ def batch_norm(
             f"running_mean={type(running_mean).__name__}, running_var={type(running_var).__name__}"
         )
 
+    if training and impl != "reference":
+        out, mean, var = fused.FusedBatchNormFunction.apply(input, weight, bias, eps, impl == "fused")
+        if running_mean is not None:  # from the forward's statistics: no further pass over input
+            m = _validate.values_per_channel(input)
+            new_mean, new_var = _blend_running_stats(running_mean, running_var, mean, var, m, momentum)
+            with torch.no_grad():
+                running_mean.copy_(new_mean)
+                running_var.copy_(new_var)
+        return out
     if training:
         out = BatchNormFunction.apply(input, weight, bias, eps)
         if running_mean is not None:
@@ -531,7 +564,9 @@ class _BatchNorm(nn.Module):
     Parameters ``weight`` (gamma) and ``bias`` (beta) exist when ``affine``;
     buffers ``running_mean``, ``running_var`` and ``num_batches_tracked`` when
     ``track_running_stats``. ``momentum=None`` makes the running statistics a
-    cumulative average: the k-th training batch gets weight 1/k.
+    cumulative average: the k-th training batch gets weight 1/k. ``impl``
+    (keyword only) chooses the training path of ``batch_norm``: "reference",
+    "fused" or "fused-eager"; it is not part of the state_dict.
     """
 
     _input_dims: tuple[int, ...] = ()  # the input.dim() values accepted
@@ -547,8 +582,13 @@ class _BatchNorm(nn.Module):
         dtype: torch.dtype | None = None,
         *,
         bias: bool = True,
+        impl: str = "reference",
     ) -> None:
         super().__init__()
+        from bncourse import fused  # imported here: bncourse.fused builds on this module
+
+        _validate.check_choice("impl", impl, fused.IMPLEMENTATIONS)
+        self.impl = impl
         if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
             raise ValueError(f"num_features: expected a positive int, got {num_features!r}")
         _validate.check_eps(eps)
@@ -593,6 +633,7 @@ class _BatchNorm(nn.Module):
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
             f"affine={self.affine}, bias={self.bias is not None}, "
             f"track_running_stats={self.track_running_stats}"
+            + (f", impl={self.impl!r}" if self.impl != "reference" else "")
         )
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
@@ -621,6 +662,7 @@ class _BatchNorm(nn.Module):
             use_batch_stats,
             momentum,
             self.eps,
+            impl=self.impl,
         )
 
 

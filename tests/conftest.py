@@ -28,11 +28,18 @@ IMPLEMENTATIONS = [
         id="torch-cuda",
         marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available"),
     ),
+    # bncourse.fused (its kernels run eagerly; see tests/implementations.py)
+    pytest.param(("fused", "cpu"), id="fused-cpu"),
+    pytest.param(
+        ("fused", "cuda"),
+        id="fused-cuda",
+        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available"),
+    ),
 ]
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
 def library_and_device(request) -> tuple[str, torch.device]:
-    """("numpy" or "torch", device) for tests that run on every implementation."""
+    """("numpy", "torch" or "fused", device) for tests that run on every implementation."""
     library, device = request.param
     return library, torch.device(device)

@@ -77,8 +77,11 @@ def train_both(ours, reference, shape, device, steps=20):
 
 @pytest.mark.parametrize("momentum", [0.1, None])
 @pytest.mark.parametrize("ours_cls, torch_cls, shape", LAYERS)
-def test_twenty_training_steps_then_eval_match_torch(device, ours_cls, torch_cls, shape, momentum):
+@pytest.mark.parametrize("impl", ["reference", "fused-eager"])
+def test_twenty_training_steps_then_eval_match_torch(device, impl, ours_cls, torch_cls, shape, momentum):
     ours, reference = twin_models(ours_cls, torch_cls, shape, device, momentum=momentum)
+    ours[1] = ours_cls(shape[1], dtype=torch.float64, device=device, momentum=momentum, impl=impl)
+    ours[1].load_state_dict(reference[1].state_dict())
     train_both(ours, reference, shape, device)
     for name, value in reference.state_dict().items():
         torch.testing.assert_close(ours.state_dict()[name], value, **TIGHT, msg=name)

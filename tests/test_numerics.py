@@ -5,15 +5,17 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from implementations import module_for
 
-from bncourse import cpu, gpu
+from bncourse import cpu
 
 
 class Impl:
-    """One implementation: bncourse.cpu on NumPy arrays or bncourse.gpu on tensors on a device."""
+    """One implementation: bncourse.cpu on NumPy arrays, or bncourse.gpu (with the reference or
+    the fused training path) on tensors on a device."""
 
     def __init__(self, name, device):
-        self.module = cpu if name == "numpy" else gpu
+        self.module = module_for(name)
         self.device = device
 
     def array(self, values):
@@ -253,7 +255,7 @@ def test_every_function_returns_the_dtype_of_its_data(impl, dtype):
     for function, results in outputs.items():
         for result in results:
             assert impl.numpy(result).dtype == dtype, function
-            if impl.module is gpu:
+            if impl.module is not cpu:
                 assert result.device == x_.device, function  # cuda:0, not the bare "cuda"
 
 

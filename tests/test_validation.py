@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from implementations import module_for
 
 from bncourse import cpu, gpu
 
@@ -15,7 +16,7 @@ def backend(library_and_device):
     library, device = library_and_device
     if library == "numpy":
         return cpu, np.asarray
-    return gpu, lambda a: torch.from_numpy(np.asarray(a)).to(device)
+    return module_for(library), lambda a: torch.from_numpy(np.asarray(a)).to(device)
 
 
 X = np.ones((4, 3), np.float32)
