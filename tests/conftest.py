@@ -22,6 +22,7 @@ def device(request) -> torch.device:
 # The NumPy reference, and the torch functions on every device (CUDA skipped when absent).
 IMPLEMENTATIONS = [
     pytest.param(("numpy", "cpu"), id="numpy"),
+    pytest.param(("numpy-fast", "cpu"), id="numpy-fast"),  # bncourse.cpu_fast
     pytest.param(("torch", "cpu"), id="torch-cpu"),
     pytest.param(
         ("torch", "cuda"),
@@ -40,6 +41,6 @@ IMPLEMENTATIONS = [
 
 @pytest.fixture(params=IMPLEMENTATIONS)
 def library_and_device(request) -> tuple[str, torch.device]:
-    """("numpy", "torch" or "fused", device) for tests that run on every implementation."""
+    """("numpy", "numpy-fast", "torch" or "fused", device) for tests that run on every implementation."""
     library, device = request.param
     return library, torch.device(device)
