@@ -40,6 +40,7 @@ __all__ = [
     "batchnorm_inference",
     "update_running_stats",
     "population_stats",
+    "merge_batch_stats",
     "fold_batchnorm",
     "standardize",
     "whiten",
@@ -295,6 +296,46 @@ def population_stats(batches: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndar
     mean = np.mean(batch_means, axis=0)
     var = np.mean(batch_vars, axis=0) * (m / (m - 1))
     return mean.astype(dtype, copy=False), var.astype(dtype, copy=False)
+
+
+def merge_batch_stats(count: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge per-group statistics into those of their union (Chan, Golub & LeVeque, 1983).
+
+    Groups (e.g. the mini-batches of the processes of SyncBatchNorm) hold n_g
+    values of each channel, with mean mu_g and sum of squared deviations
+    M2_g = n_g * sigma^2_g (sigma^2_g biased). Two groups A and B merge as
+
+        n     = n_A + n_B
+        delta = mu_B - mu_A
+        mu    = mu_A + delta * n_B / n
+        M2    = M2_A + M2_B + delta^2 * n_A * n_B / n
+
+    and G groups by merging them one after another into a running total. Only
+    the differences of group means enter, never sum(x^2) - n mu^2, so nothing
+    cancels when the mean is large compared with the spread.
+
+    Inputs:
+    - count: shape (G,), the number of values n_g of each group (>= 0, total > 0).
+      Groups with n_g = 0 are ignored (their mean and m2 must be finite, e.g. 0).
+    - mean: shape (G, C), the mean of each channel in each group.
+    - m2: shape (G, C), the sum of squared deviations from the group's mean.
+
+    Returns a tuple:
+    - count: the total number of values n (0-d, dtype of count).
+    - mean: mu of the union, shape (C,), dtype of mean.
+    - m2: M2 of the union, shape (C,); M2 / n is the biased variance sigma^2_B.
+    """
+    count, mean, m2 = np.asarray(count), _floating_array("mean", mean), _floating_array("m2", m2)
+    _validate.check_group_stats(count, mean, m2)
+    total, merged_mean, merged_m2 = count[0], mean[0], m2[0]
+    for n_b, mean_b, m2_b in zip(count[1:], mean[1:], m2[1:], strict=True):
+        n = total + n_b
+        weight_b = n_b / max(n, 1)  # n_B / n; 0 when both groups are empty
+        delta = (mean_b - merged_mean).astype(mean.dtype, copy=False)
+        merged_mean = merged_mean + delta * weight_b
+        merged_m2 = merged_m2 + m2_b + delta * delta * (total * weight_b)
+        total = n
+    return total, merged_mean.astype(mean.dtype, copy=False), merged_m2.astype(mean.dtype, copy=False)
 
 
 def fold_batchnorm(

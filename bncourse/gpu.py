@@ -39,6 +39,7 @@ __all__ = [
     "batchnorm_inference",
     "update_running_stats",
     "population_stats",
+    "merge_batch_stats",
     "fold_batchnorm",
     "standardize",
     "whiten",
@@ -46,6 +47,7 @@ __all__ = [
     "batch_norm",
     "BatchNorm1d",
     "BatchNorm2d",
+    "SyncBatchNorm",
 ]
 
 _HALF_DTYPES = (torch.float16, torch.bfloat16)
@@ -324,6 +326,53 @@ def population_stats(batches: Iterable[torch.Tensor]) -> tuple[torch.Tensor, tor
     mean = torch.stack(batch_means).mean(dim=0)
     var = torch.stack(batch_vars).mean(dim=0) * (m / (m - 1))
     return mean.to(first.dtype), var.to(first.dtype)
+
+
+def merge_batch_stats(
+    count: torch.Tensor, mean: torch.Tensor, m2: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Merge per-group statistics into those of their union (Chan, Golub & LeVeque, 1983).
+
+    Groups (e.g. the mini-batches of the processes of SyncBatchNorm) hold n_g
+    values of each channel, with mean mu_g and sum of squared deviations
+    M2_g = n_g * sigma^2_g (sigma^2_g biased). Two groups A and B merge as
+
+        n     = n_A + n_B
+        delta = mu_B - mu_A
+        mu    = mu_A + delta * n_B / n
+        M2    = M2_A + M2_B + delta^2 * n_A * n_B / n
+
+    and G groups by merging them one after another into a running total. Only
+    the differences of group means enter, never sum(x^2) - n mu^2, so nothing
+    cancels when the mean is large compared with the spread.
+
+    Inputs:
+    - count: shape (G,), the number of values n_g of each group (>= 0, total > 0).
+      Groups with n_g = 0 are ignored (their mean and m2 must be finite, e.g. 0).
+    - mean: shape (G, C), the mean of each channel in each group.
+    - m2: shape (G, C), the sum of squared deviations from the group's mean.
+
+    Returns a tuple:
+    - count: the total number of values n (0-d, dtype of count).
+    - mean: mu of the union, shape (C,), dtype of mean.
+    - m2: M2 of the union, shape (C,); M2 / n is the biased variance sigma^2_B.
+    """
+    if not isinstance(count, torch.Tensor):
+        raise TypeError(f"count: expected a torch.Tensor, got {type(count).__name__}")
+    mean = _check_tensor("mean", mean)
+    m2 = _check_companion("m2", m2, mean, "mean")
+    if count.device != mean.device:
+        raise ValueError(f"count: expected a tensor on {mean.device} (the device of mean), got one on {count.device}")
+    _validate.check_group_stats(count, mean, m2)
+    total, merged_mean, merged_m2 = count[0], mean[0], m2[0]
+    for n_b, mean_b, m2_b in zip(count[1:], mean[1:], m2[1:], strict=True):
+        n = total + n_b
+        weight_b = n_b.to(mean.dtype) / n.clamp(min=1).to(mean.dtype)  # n_B / n; 0 when both are empty
+        delta = mean_b - merged_mean
+        merged_mean = merged_mean + delta * weight_b
+        merged_m2 = merged_m2 + m2_b + delta * delta * (total.to(mean.dtype) * weight_b)
+        total = n
+    return total, merged_mean, merged_m2
 
 
 def fold_batchnorm(
@@ -676,3 +725,8 @@ class BatchNorm2d(_BatchNorm):
     """Drop-in replacement of ``torch.nn.BatchNorm2d``: input (N, C, H, W)."""
 
     _input_dims = (4,)
+
+
+# SyncBatchNorm lives in its own module (it needs torch.distributed) and is re-exported here;
+# imported last because it builds on the classes above.
+from bncourse.sync_batchnorm import SyncBatchNorm  # noqa: E402
