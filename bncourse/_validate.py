@@ -154,12 +154,12 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 
 
 def check_group_stats(count: Any, mean: Any, m2: Any) -> None:
-    """Check per-group statistics: count (G,), mean and m2 (G, C), counts >= 0 with a positive total."""
+    """Check per-group statistics: count (K,), mean and m2 (K, C), counts >= 0 with a positive total."""
     for name, array in (("count", count), ("mean", mean), ("m2", m2)):
         if not hasattr(array, "dtype"):
             raise TypeError(f"{name}: expected an array or tensor, got {type(array).__name__}")
     if count.ndim != 1:
-        raise ValueError(f"count: expected shape (G,) (one count per group), got {_shape(count)}")
+        raise ValueError(f"count: expected shape (K,) (one count per group), got {_shape(count)}")
     check_floating("mean", mean)
     if mean.ndim != 2 or _shape(mean)[0] != _shape(count)[0]:
         groups = _shape(count)[0]

@@ -301,29 +301,30 @@ def population_stats(batches: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndar
 def merge_batch_stats(count: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Merge per-group statistics into those of their union (Chan, Golub & LeVeque, 1983).
 
-    Groups (e.g. the mini-batches of the processes of SyncBatchNorm) hold n_g
-    values of each channel, with mean mu_g and sum of squared deviations
-    M2_g = n_g * sigma^2_g (sigma^2_g biased). Two groups A and B merge as
+    Each of K groups (e.g. the mini-batch slices of the K processes of
+    SyncBatchNorm) holds m_k values of each channel, with mean mu_k and sum of
+    squared deviations M2_k = m_k * sigma^2_k (sigma^2_k biased). Two groups
+    A and B merge as
 
-        n     = n_A + n_B
+        m     = m_A + m_B
         delta = mu_B - mu_A
-        mu    = mu_A + delta * n_B / n
-        M2    = M2_A + M2_B + delta^2 * n_A * n_B / n
+        mu    = mu_A + delta * m_B / m
+        M2    = M2_A + M2_B + delta^2 * m_A * m_B / m
 
-    and G groups by merging them one after another into a running total. Only
-    the differences of group means enter, never sum(x^2) - n mu^2, so nothing
+    and K groups by merging them one after another into a running total. Only
+    differences of group means enter, never sum(x^2) - m mu^2, so nothing
     cancels when the mean is large compared with the spread.
 
     Inputs:
-    - count: shape (G,), the number of values n_g of each group (>= 0, total > 0).
-      Groups with n_g = 0 are ignored (their mean and m2 must be finite, e.g. 0).
-    - mean: shape (G, C), the mean of each channel in each group.
-    - m2: shape (G, C), the sum of squared deviations from the group's mean.
+    - count: shape (K,), the number of values m_k of each group (>= 0, total > 0).
+      Groups with m_k = 0 are ignored (their mean and m2 must be finite, e.g. 0).
+    - mean: shape (K, C), the mean of each channel in each group.
+    - m2: shape (K, C), the sum of squared deviations from the group's mean.
 
     Returns a tuple:
-    - count: the total number of values n (0-d, dtype of count).
-    - mean: mu of the union, shape (C,), dtype of mean.
-    - m2: M2 of the union, shape (C,); M2 / n is the biased variance sigma^2_B.
+    - count: the total number of values m (0-d, dtype of count).
+    - mean: mu_B of the union, shape (C,), dtype of mean.
+    - m2: M2 of the union, shape (C,); M2 / m is the biased variance sigma^2_B.
     """
     count, mean, m2 = np.asarray(count), _floating_array("mean", mean), _floating_array("m2", m2)
     _validate.check_group_stats(count, mean, m2)

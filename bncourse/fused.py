@@ -20,14 +20,14 @@ reference.
 
 Numerics, the reference's rules kept with one pass for the statistics:
 
-- float32 far from zero: the data is shifted by the first value of each
-  channel, K (any sample works), before Welford's update computes the mean
-  and the squared deviations of x - K. x - K is exact when x is close to K
-  (Sterbenz's lemma), and the mean of x - K is small, so its rounding error
-  is small compared with sigma_B: at most about sqrt(m) float32 ulps of
-  sigma_B, as (K - mu_B)^2 <= m sigma^2_B for any sample K. The output uses
-  (x - K) - mean(x - K): mu_B itself is never rounded to one number.
-- A constant channel gives x - K = 0 exactly, hence y = beta and dx = 0.
+- float32 far from zero: the data is shifted by the first value x_1 of each
+  channel (any sample works) before Welford's update computes the mean and
+  the squared deviations of x - x_1. x - x_1 is exact when x is close to x_1
+  (Sterbenz's lemma), and the mean of x - x_1 is small, so its rounding
+  error is small compared with sigma_B: at most about sqrt(m) ulps of
+  sigma_B, as (x_1 - mu_B)^2 <= m sigma^2_B for any sample. The output uses
+  (x - x_1) - mean(x - x_1): mu_B itself is never rounded to one number.
+- A constant channel gives x - x_1 = 0 exactly, hence y = beta and dx = 0.
 - Half precision (float16, bfloat16) is read, computed in float32 and the
   result rounded once to the data's dtype.
 
@@ -68,11 +68,11 @@ IMPLEMENTATIONS = ("reference", "fused", "fused-eager")
 def _forward_kernel(
     x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Passes 1 and 2. Returns (y, K, mean of x - K, sigma^2_B, 1/sqrt(sigma^2_B + eps)), per channel
-    tensors shaped (1, C, 1, ...) in the compute dtype."""
+    """Passes 1 and 2. Returns (y, x_1, mean of x - x_1, sigma^2_B, 1/sqrt(sigma^2_B + eps)), the last
+    four per channel, shaped (1, C, 1, ...), in the compute dtype."""
     dims = _reduce_dims(x.ndim)
     values = x.to(_compute_dtype(x))
-    shift = _per_channel(values[0].reshape(values.shape[1], -1)[:, 0], x.ndim)  # K: first value per channel
+    shift = _per_channel(values[0].reshape(values.shape[1], -1)[:, 0], x.ndim)  # x_1: first value per channel
     var, shifted_mean = torch.var_mean(values - shift, dim=dims, correction=0, keepdim=True)
     inv_std = torch.rsqrt(var + eps)
     scale = _per_channel(gamma.to(values.dtype), x.ndim) * inv_std
@@ -102,24 +102,37 @@ def _backward_kernel(
 _compiled_kernels: dict[Callable[..., Any], Callable[..., Any]] = {}
 _compile_error: list[str] = []  # the first compilation error, once compilation has failed
 
+# One specialised kernel per input shape, dtype and device (dynamic=False: the fastest loops).
+# torch.compile's default limit of 8 kernels per function would be reached by a network with
+# a few BN layers of different sizes; this one applies to the calls below only.
+_SHAPES_PER_KERNEL = 64
+_LIMIT_OPTION = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+
 
 def _run(kernel: Callable[..., Any], compiled: bool, *args: Any) -> Any:
-    """Run ``kernel`` compiled (falling back to eager, with one warning, if compiling fails) or eagerly."""
+    """Run ``kernel`` compiled (falling back to eager, with one warning, if compiling fails) or eagerly.
+
+    The kernels compute no gradients (the autograd Function below applies the backward
+    formula), so they run on detached tensors without autograd: one compiled variant per shape.
+    """
+    args = tuple(arg.detach() if isinstance(arg, torch.Tensor) else arg for arg in args)
     if compiled and not _compile_error:
         try:
             if kernel not in _compiled_kernels:
-                # One specialised kernel per input shape (dynamic=False): the fastest loops.
                 _compiled_kernels[kernel] = torch.compile(kernel, dynamic=False, fullgraph=True)
-            return _compiled_kernels[kernel](*args)
+            with torch.no_grad(), torch._dynamo.config.patch({_LIMIT_OPTION: _SHAPES_PER_KERNEL}):
+                return _compiled_kernels[kernel](*args)
         except Exception as error:  # no C++ compiler, no Triton, unsupported Python, ...
-            _compile_error.append(f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200]}")
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            _compile_error.append(f"{type(error).__name__}: {' '.join(lines[:2])[:300]}")
             warnings.warn(
                 f"impl='fused': torch.compile is unavailable here ({_compile_error[0]}); running the "
                 "same kernels eagerly (impl='fused-eager'), which is correct but not faster",
                 RuntimeWarning,
                 stacklevel=3,
             )
-    return kernel(*args)
+    with torch.no_grad():
+        return kernel(*args)
 
 
 # ----------------------------------------------------------------------------- CS231n-style API
@@ -129,8 +142,8 @@ class _FusedCache(NamedTuple):
     """What the fused backward needs (opaque to callers): x itself, not x_hat."""
 
     x: torch.Tensor
-    shift: torch.Tensor  # K, (1, C, 1, ...), compute dtype
-    shifted_mean: torch.Tensor  # mean of x - K, (1, C, 1, ...)
+    shift: torch.Tensor  # x_1, (1, C, 1, ...), compute dtype
+    shifted_mean: torch.Tensor  # mean of x - x_1, (1, C, 1, ...)
     inv_std: torch.Tensor  # 1 / sqrt(sigma^2_B + eps), (1, C, 1, ...)
     gamma: torch.Tensor  # (1, C, 1, ...), compute dtype
     gamma_dtype: torch.dtype
@@ -157,8 +170,8 @@ def batchnorm_forward(
 ) -> tuple[torch.Tensor, object]:
     """Training-mode forward pass of BN (Algorithm 1 of Ioffe & Szegedy, 2015) in two passes.
 
-        mu_B, sigma^2_B = mean and biased variance of x per channel (one Welford pass over x - K)
-        y_i             = gamma * ((x_i - K) - (mu_B - K)) / sqrt(sigma^2_B + eps) + beta
+        mu_B, sigma^2_B = mean and biased variance per channel (one Welford pass over x - x_1)
+        y_i             = gamma * ((x_i - x_1) - (mu_B - x_1)) / sqrt(sigma^2_B + eps) + beta
 
     Inputs:
     - x: tensor of shape (N, C) or (N, C, *spatial) with m > 1 values per channel.
@@ -178,7 +191,7 @@ def batchnorm_forward(
 def batchnorm_backward(dout: torch.Tensor, cache: object) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Backward pass of training-mode BN in two passes (sec. 3 of the paper).
 
-        x_hat_i = ((x_i - K) - (mu_B - K)) / sqrt(sigma^2_B + eps)      (recomputed)
+        x_hat_i = ((x_i - x_1) - (mu_B - x_1)) / sqrt(sigma^2_B + eps)      (recomputed)
         dbeta   = sum_i dout_i,   dgamma = sum_i dout_i * x_hat_i       (pass 3)
         dx_i    = gamma / (m * sqrt(sigma^2_B + eps)) * (m * dout_i - dbeta - x_hat_i * dgamma)   (pass 4)
 

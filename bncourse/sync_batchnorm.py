@@ -6,7 +6,7 @@ over 8 processes is normalised as 8 batches of 8. SyncBatchNorm gives every
 process the statistics of the whole batch, exchanging per-channel numbers
 only, never the data:
 
-- forward: each process computes (n_r, mu_r, M2_r) of its slice (the
+- forward: each process computes (m_k, mu_k, M2_k) of its slice (the
   corrected two-pass algorithm of ``bncourse.gpu``); an all-gather gives every
   process all of them, and ``merge_batch_stats`` (Chan's formula) turns them
   into (n, mu_B, M2) of the union. Slices may have different sizes, even one
@@ -78,7 +78,7 @@ class SyncBatchNormFunction(torch.autograd.Function):
         else:  # an empty slice: no values, statistics that the merge ignores
             centred = values
             local_mean = local_var = values.new_zeros(_per_channel(gamma, x.ndim).shape)
-        # One message per process: (n_r, mu_r, M2_r) in float64, so counts are exact.
+        # One message per process: (m_k, mu_k, M2_k) in float64, so counts are exact.
         local = torch.cat(
             [
                 torch.tensor([m_local], dtype=torch.float64, device=x.device),
@@ -95,7 +95,7 @@ class SyncBatchNormFunction(torch.autograd.Function):
         if m <= 1:
             raise ValueError(f"x: Expected more than 1 value per channel when training, got {m} over all processes")
         var = m2 / m
-        # x - mu_B = (x - mu_r) + (mu_r - mu_B): the locally repaired centring plus a small offset.
+        # x - mu_B = (x - mu_k) + (mu_k - mu_B): the locally repaired centring plus a small offset.
         offset = (local_mean.reshape(-1).double() - mean).to(compute)
         inv_std = torch.rsqrt(_per_channel(var, x.ndim) + eps).to(compute)
         x_hat = (centred + _per_channel(offset, x.ndim)) * inv_std

@@ -74,7 +74,7 @@ def exact_merge(count, mean, m2):
 @pytest.mark.parametrize(
     "count, mean, m2, message",
     [
-        (np.array([[2, 3]]), np.zeros((1, 3)), np.zeros((1, 3)), "count: expected shape (G,)"),
+        (np.array([[2, 3]]), np.zeros((1, 3)), np.zeros((1, 3)), "count: expected shape (K,)"),
         (np.array([2, 3]), np.zeros((3, 3)), np.zeros((3, 3)), "mean: expected shape (2, C)"),
         (np.array([2, 3]), np.zeros((2, 3)), np.zeros((2, 4)), "m2: expected shape (2, 3)"),
         (np.array([2, -1]), np.zeros((2, 3)), np.zeros((2, 3)), "count: expected counts >= 0"),
