@@ -8,7 +8,8 @@ live (CPU or CUDA), plus three pieces that plug into PyTorch:
   hand-derived formula of ``batchnorm_backward`` instead of autograd's.
 - ``batch_norm``: same signature and results as
   ``torch.nn.functional.batch_norm``, built on ``BatchNormFunction``.
-- ``BatchNorm1d`` and ``BatchNorm2d``: drop-in replacements of torch.nn's.
+- ``BatchNorm1d`` and ``BatchNorm2d``: drop-in replacements of torch.nn's
+  (``SyncBatchNorm``, from ``bncourse.sync_batchnorm``, is available here too).
 
 Conventions, as in ``bncourse.cpu``: outputs have the dtype of the data;
 inputs are never modified (except the running statistics that ``batch_norm``
@@ -47,7 +48,6 @@ __all__ = [
     "batch_norm",
     "BatchNorm1d",
     "BatchNorm2d",
-    "SyncBatchNorm",
 ]
 
 _HALF_DTYPES = (torch.float16, torch.bfloat16)
@@ -728,6 +728,11 @@ class BatchNorm2d(_BatchNorm):
     _input_dims = (4,)
 
 
-# SyncBatchNorm lives in its own module (it needs torch.distributed) and is re-exported here;
-# imported last because it builds on the classes above.
-from bncourse.sync_batchnorm import SyncBatchNorm  # noqa: E402
+def __getattr__(name: str) -> Any:
+    """``gpu.SyncBatchNorm``: it lives in ``bncourse.sync_batchnorm`` (it needs torch.distributed
+    and builds on this module), imported on first use."""
+    if name == "SyncBatchNorm":
+        from bncourse.sync_batchnorm import SyncBatchNorm
+
+        return SyncBatchNorm
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -54,7 +54,7 @@ from bncourse.gpu import (
     merge_batch_stats,
 )
 
-__all__ = ["SyncBatchNorm", "SyncBatchNormFunction", "spawn_gloo_processes"]
+__all__ = ["SyncBatchNorm", "SyncBatchNormFunction", "spawn_gloo_processes", "compare_with_whole_batch"]
 
 
 class SyncBatchNormFunction(torch.autograd.Function):
@@ -252,3 +252,38 @@ def spawn_gloo_processes(worker: Callable[..., Any], world_size: int, *args: Any
         if status != "ok":
             raise RuntimeError(f"spawn_gloo_processes: rank {rank} failed:\n{value}")
     return [outcomes[rank][1] for rank in range(world_size)]
+
+
+def compare_with_whole_batch(rank: int, world_size: int, sizes: tuple[int, ...], seed: int = 0) -> dict[str, float]:
+    """A worker for ``spawn_gloo_processes``: this rank's slice through three normalisations.
+
+    All ranks build the same batch of ``sum(sizes)`` examples (N, 3, 4, 4),
+    float64, from ``seed``; rank k takes the k-th slice of ``sizes[k]``
+    examples and compares, with BN over the whole batch (one process):
+
+    - SyncBatchNorm on the slice (statistics of the whole batch);
+    - plain BN on the slice alone (statistics of the slice).
+
+    Returns the largest absolute differences from the whole-batch BN of the
+    output and of dl/dx for l = sum(out * dout), for both, keyed
+    "sync out", "sync dx", "local out", "local dx".
+    """
+    generator = torch.Generator().manual_seed(seed)
+    shape = (sum(sizes), 3, 4, 4)
+    x = torch.randn(shape, generator=generator, dtype=torch.float64) * 2 + 1
+    dout = torch.randn(shape, generator=generator, dtype=torch.float64)
+    start, stop = sum(sizes[:rank]), sum(sizes[: rank + 1])
+    whole = x.clone().requires_grad_()
+    expected = torch.nn.functional.batch_norm(whole, None, None, training=True)
+    expected.backward(dout)
+    differences = {}
+    for name, layer in (
+        ("sync", SyncBatchNorm(3, dtype=torch.float64)),
+        ("local", torch.nn.BatchNorm2d(3, dtype=torch.float64)),
+    ):
+        part = x[start:stop].clone().requires_grad_()
+        out = layer(part)
+        out.backward(dout[start:stop])
+        differences[f"{name} out"] = (out - expected[start:stop]).abs().max().item()
+        differences[f"{name} dx"] = (part.grad - whole.grad[start:stop]).abs().max().item()
+    return differences
