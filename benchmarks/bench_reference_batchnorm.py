@@ -21,8 +21,8 @@ inference), times side by side, interleaved round by round (median of
 Each row reports the time, the ratio to ``torch``, the bytes the model of
 ``bncourse.hardware`` says must move, the achieved GB/s and that as a
 fraction of the bandwidth of a plain copy (``dst.copy_(src)`` of 256 MiB,
-larger than the caches, measured in the same run): the memory roofline. Small
-shapes that stay in the caches can exceed it. CUDA rows are timed with CUDA events.
+larger than the caches, timed in the same interleaved rounds): the memory
+roofline. Small shapes that stay in the caches can exceed it. CUDA rows are timed with CUDA events.
 Writes ``bench_reference_batchnorm.csv`` (columns ``bncourse.hardware.COLUMNS``)
 and ``bench_reference_batchnorm.png`` to ``--out``.
 
@@ -158,16 +158,16 @@ def median_seconds(calls: dict[str, Callable[[], object]], device: torch.device,
 COPY_BYTES = 256 * 2**20  # larger than any cache: the copy streams from and to main memory
 
 
-def copy_bandwidth(device: torch.device, repeats: int) -> float:
-    """GB/s of ``dst.copy_(src)`` on 256 MiB of float32: reads and writes every byte once.
+def copy_call(device: torch.device) -> Callable[[], object]:
+    """``dst.copy_(src)`` on 256 MiB of float32: reads and writes every byte once.
 
-    A copy of x itself would stay in the caches for the small shapes, while
-    a training step's tensors (x, y, dy, dx and the temporaries) do not.
+    It is timed in the same rounds as the implementations, so that it sees the
+    same load. A copy of x itself would stay in the caches for the small
+    shapes, while a training step's tensors (x, y, dy, dx, temporaries) do not.
     """
     source = torch.ones(COPY_BYTES // 4, device=device)
     destination = torch.empty_like(source)
-    seconds = median_seconds({"copy": lambda: destination.copy_(source)}, device, repeats)["copy"]
-    return 2 * COPY_BYTES / seconds / 1e9
+    return lambda: destination.copy_(source)
 
 
 def compile_kernels(t: dict[str, torch.Tensor]) -> None:
@@ -176,15 +176,15 @@ def compile_kernels(t: dict[str, torch.Tensor]) -> None:
     fused.batchnorm_backward(t["dout"], cache)
 
 
-def measure(
-    device: torch.device, threads: int, shape: tuple[int, ...], repeats: int, copy_gbps: float
-) -> list[dict[str, object]]:
+def measure(device: torch.device, threads: int, shape: tuple[int, ...], repeats: int) -> list[dict[str, object]]:
     t = make_inputs(shape, device)
     compile_kernels(t)
+    copy = copy_call(device)
     rows = []
     for mode in MODES:
         with torch.no_grad() if mode in ("forward", "backward", "inference") else torch.enable_grad():
-            seconds = median_seconds(candidates(mode, t), device, repeats)
+            seconds = median_seconds({**candidates(mode, t), "copy": copy}, device, repeats)
+        copy_gbps = 2 * COPY_BYTES / seconds.pop("copy") / 1e9
         model_bytes = bytes_moved(shape, t["x"].element_size(), mode)
         for impl, value in seconds.items():
             gbps = model_bytes / value / 1e9
@@ -211,12 +211,14 @@ def measure(
 def print_rows(rows: list[dict[str, object]]) -> None:
     first = rows[0]
     threads = f"{first['threads']} thread(s)" if first["device"] == "cpu" else "CUDA events"
-    print(f"\n{first['device']}, {threads}, x {first['shape']} float32, copy {first['copy_gb_per_s']:.1f} GB/s")
-    print(f"  {'mode':17s} {'impl':16s} {'ms':>9s} {'x torch':>8s} {'MB':>8s} {'GB/s':>7s} {'roofline':>8s}")
+    print(f"\n{first['device']}, {threads}, x {first['shape']} float32")
+    header = f"{'mode':17s} {'impl':16s} {'ms':>9s} {'x torch':>8s} {'MB':>8s} {'GB/s':>7s} {'copy GB/s':>9s}"
+    print(f"  {header} {'roofline':>8s}")
     for row in rows:
         print(
             f"  {row['mode']:17s} {row['impl']:16s} {row['ms']:9.3f} {row['ratio_to_torch']:8.2f}"
-            f" {row['model_mb']:8.1f} {row['gb_per_s']:7.1f} {row['roofline_fraction']:8.0%}"
+            f" {row['model_mb']:8.1f} {row['gb_per_s']:7.1f} {row['copy_gb_per_s']:9.1f}"
+            f" {row['roofline_fraction']:8.0%}"
         )
 
 
@@ -267,15 +269,13 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(threads)
         torch._dynamo.reset()
         fused._compiled_kernels.clear()
-        copy_gbps = copy_bandwidth(torch.device("cpu"), args.repeats)
         for shape in args.shapes:
-            new_rows = measure(torch.device("cpu"), threads, shape, args.repeats, copy_gbps)
+            new_rows = measure(torch.device("cpu"), threads, shape, args.repeats)
             print_rows(new_rows)
             rows += new_rows
     if torch.cuda.is_available() and not args.no_cuda:
-        copy_gbps = copy_bandwidth(torch.device("cuda"), args.repeats)
         for shape in args.shapes:
-            new_rows = measure(torch.device("cuda"), 0, shape, args.repeats, copy_gbps)
+            new_rows = measure(torch.device("cuda"), 0, shape, args.repeats)
             print_rows(new_rows)
             rows += new_rows
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Batch Normalization in PyTorch: the same reference functions, on any device.
 
-The eight functions of ``bncourse.cpu`` (same names, arguments and formulas)
+The functions of ``bncourse.cpu`` (same names, arguments and formulas)
 written with torch operations, so the same code runs wherever the tensors
 live (CPU or CUDA), plus three pieces that plug into PyTorch:
 
