@@ -166,7 +166,7 @@ class SyncBatchNorm(_BatchNorm):
         ones = input.new_ones(self.num_features, dtype=_compute_dtype(input))
         gamma = self.weight if self.weight is not None else ones
         beta = self.bias if self.bias is not None else torch.zeros_like(ones)
-        for name, vector in (("weight", gamma), ("beta", beta)):
+        for name, vector in (("weight", gamma), ("bias", beta)):
             _channel_vector(name, vector, input.shape[1], input)
         out, mean, var, count = SyncBatchNormFunction.apply(input, gamma, beta, self.eps, self.process_group)
         if self.track_running_stats:
