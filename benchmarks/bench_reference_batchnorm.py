@@ -11,6 +11,8 @@ inference), times side by side, interleaved round by round (median of
 - ``numpy``: ``bncourse.cpu`` (the book's readable NumPy; CPU only),
 - ``numpy-fast``: ``bncourse.cpu_fast`` (fewer passes and temporaries),
 - ``torch reference``: ``bncourse.gpu`` in eager PyTorch,
+- ``reference compiled``: ``torch.compile`` of ``gpu.batchnorm_forward`` and
+  ``gpu.batchnorm_backward`` as they are (forward and backward modes only),
 - ``fused``: ``bncourse.fused`` compiled by torch.compile (C++ on CPU, Triton on CUDA),
 - ``torch``: PyTorch's own kernels (``native_batch_norm`` and its backward;
   ``F.batch_norm`` for forward + backward and inference: cuDNN on CUDA),
@@ -71,6 +73,11 @@ def make_inputs(shape: tuple[int, ...], device: torch.device) -> dict[str, torch
     return {name: tensor.to(device) for name, tensor in tensors.items()}
 
 
+# torch.compile of the reference functions as they are: what compiling readable code gives.
+compiled_reference_forward = torch.compile(gpu.batchnorm_forward, dynamic=False)
+compiled_reference_backward = torch.compile(gpu.batchnorm_backward, dynamic=False)
+
+
 def candidates(mode: str, t: dict[str, torch.Tensor]) -> dict[str, Callable[[], object]]:
     """name -> zero-argument call doing one ``mode`` step of that implementation."""
     x, dout, gamma, beta, mean, var = (t[k] for k in ("x", "dout", "gamma", "beta", "mean", "var"))
@@ -82,6 +89,7 @@ def candidates(mode: str, t: dict[str, torch.Tensor]) -> dict[str, Callable[[], 
             found["numpy"] = lambda: cpu.batchnorm_forward(arrays["x"], arrays["gamma"], arrays["beta"])
             found["numpy-fast"] = lambda: cpu_fast.batchnorm_forward(arrays["x"], arrays["gamma"], arrays["beta"])
         found["torch reference"] = lambda: gpu.batchnorm_forward(x, gamma, beta)
+        found["reference compiled"] = lambda: compiled_reference_forward(x, gamma, beta)
         found["fused"] = lambda: fused.batchnorm_forward(x, gamma, beta, compiled=True)
         found["torch"] = lambda: torch.native_batch_norm(x, gamma, beta, None, None, True, 0.1, EPS)
     elif mode == "backward":
@@ -94,6 +102,7 @@ def candidates(mode: str, t: dict[str, torch.Tensor]) -> dict[str, Callable[[], 
         fused_cache = fused.batchnorm_forward(x, gamma, beta, compiled=True)[1]
         _, save_mean, save_invstd = torch.native_batch_norm(x, gamma, beta, None, None, True, 0.1, EPS)
         found["torch reference"] = lambda: gpu.batchnorm_backward(dout, reference_cache)
+        found["reference compiled"] = lambda: compiled_reference_backward(dout, reference_cache)
         found["fused"] = lambda: fused.batchnorm_backward(dout, fused_cache)
         found["torch"] = lambda: torch.ops.aten.native_batch_norm_backward(
             dout, x, gamma, None, None, save_mean, save_invstd, True, EPS, [True, True, True]
@@ -174,6 +183,9 @@ def compile_kernels(t: dict[str, torch.Tensor]) -> None:
     """Compile the fused kernels for this shape (not timed)."""
     out, cache = fused.batchnorm_forward(t["x"], t["gamma"], t["beta"], compiled=True)
     fused.batchnorm_backward(t["dout"], cache)
+    with torch.no_grad():
+        out, cache = compiled_reference_forward(t["x"], t["gamma"], t["beta"])
+        compiled_reference_backward(t["dout"], cache)
 
 
 def measure(device: torch.device, threads: int, shape: tuple[int, ...], repeats: int) -> list[dict[str, object]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bncourse import fused, hardware
+from bncourse import fused, gpu, hardware
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK_CACHE = ROOT / "book" / "data" / "hardware_benchmark.csv"
@@ -30,13 +30,15 @@ def test_bytes_moved_counts_passes_of_the_size_of_x():
 
 
 def test_the_benchmark_writes_the_columns_the_loader_reads(tmp_path, monkeypatch):
-    """A tiny run (the fused kernels eager: compiling is tested in test_gpu.py) writes every column."""
+    """A tiny run (nothing compiled: compiling is tested in test_gpu.py) writes every column."""
     monkeypatch.setattr(fused, "_compile_error", ["not compiled in this test"])
     # The benchmark sets these process-wide: restored after the test.
     monkeypatch.setattr(torch._inductor.config, "fx_graph_cache", torch._inductor.config.fx_graph_cache)
     threads = torch.get_num_threads()
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
     bench = load_benchmark_module()
+    monkeypatch.setattr(bench, "compiled_reference_forward", gpu.batchnorm_forward)
+    monkeypatch.setattr(bench, "compiled_reference_backward", gpu.batchnorm_backward)
     monkeypatch.setattr(bench, "COPY_BYTES", 2**20)
     bench.main(["--repeats", "1", "--threads", "1", "--shapes", "8x3", "--out", str(tmp_path), "--no-cuda"])
     assert torch.get_num_threads() == threads
