@@ -22,10 +22,18 @@ def device(request) -> torch.device:
 # The NumPy reference, and the torch functions on every device (CUDA skipped when absent).
 IMPLEMENTATIONS = [
     pytest.param(("numpy", "cpu"), id="numpy"),
+    pytest.param(("numpy-fast", "cpu"), id="numpy-fast"),  # bncourse.cpu_fast
     pytest.param(("torch", "cpu"), id="torch-cpu"),
     pytest.param(
         ("torch", "cuda"),
         id="torch-cuda",
+        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available"),
+    ),
+    # bncourse.fused (its kernels run eagerly; see tests/implementations.py)
+    pytest.param(("fused", "cpu"), id="fused-cpu"),
+    pytest.param(
+        ("fused", "cuda"),
+        id="fused-cuda",
         marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available"),
     ),
 ]
@@ -33,6 +41,6 @@ IMPLEMENTATIONS = [
 
 @pytest.fixture(params=IMPLEMENTATIONS)
 def library_and_device(request) -> tuple[str, torch.device]:
-    """("numpy" or "torch", device) for tests that run on every implementation."""
+    """("numpy", "numpy-fast", "torch" or "fused", device) for tests that run on every implementation."""
     library, device = request.param
     return library, torch.device(device)

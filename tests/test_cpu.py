@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import shapes
 
-from bncourse import cpu
+from bncourse import cpu, cpu_fast
 
 # Tolerances are relative to the size of the quantities compared (see `close`).
 # float64: the reference and torch differ only by summation order over m <= 280
@@ -64,10 +64,11 @@ def torch_train(x, gamma, beta, dout):
 
 @settings(max_examples=30, deadline=None)
 @given(shape=shapes, dtype=dtypes, seed=st.integers(0, 2**32 - 1))
-def test_forward_and_backward_match_torch(shape, dtype, seed):
+@pytest.mark.parametrize("module", [cpu, cpu_fast], ids=["cpu", "cpu_fast"])
+def test_forward_and_backward_match_torch(module, shape, dtype, seed):
     x, gamma, beta, dout = random_case(shape, dtype, seed)
-    out, cache = cpu.batchnorm_forward(x, gamma, beta)
-    dx, dgamma, dbeta = cpu.batchnorm_backward(dout, cache)
+    out, cache = module.batchnorm_forward(x, gamma, beta)
+    dx, dgamma, dbeta = module.batchnorm_backward(dout, cache)
     t_out, t_dx, t_dgamma, t_dbeta = torch_train(x, gamma, beta, dout)
 
     assert out.dtype == dx.dtype == dgamma.dtype == dbeta.dtype == dtype
@@ -144,10 +145,11 @@ def central_differences(f, x, dout, step=1e-6):
 
 
 @pytest.mark.parametrize("shape", [(2, 1), (5, 3), (4, 2, 3), (3, 2, 2, 3)])
-def test_backward_matches_finite_differences(shape):
+@pytest.mark.parametrize("module", [cpu, cpu_fast], ids=["cpu", "cpu_fast"])
+def test_backward_matches_finite_differences(module, shape):
     x, gamma, beta, dout = random_case(shape, np.float64, seed=sum(shape))
-    _, cache = cpu.batchnorm_forward(x, gamma, beta)
-    dx, dgamma, dbeta = cpu.batchnorm_backward(dout, cache)
+    _, cache = module.batchnorm_forward(x, gamma, beta)
+    dx, dgamma, dbeta = module.batchnorm_backward(dout, cache)
 
     def out_of(x_=x, gamma_=gamma, beta_=beta):
         return cpu.batchnorm_forward(x_, gamma_, beta_)[0]

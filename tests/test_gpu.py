@@ -1,13 +1,18 @@
 """bncourse.gpu on every device: against bncourse.cpu, torch.nn.functional and autograd."""
 
+import functools
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812 (the usual name)
+from conftest import ALL_DEVICES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from implementations import FUSED
 from strategies import shapes
 
-from bncourse import cpu, gpu
+from bncourse import cpu, fused, gpu
 
 # Tolerances relative to the size of the compared quantities (see `close`).
 # float64: only summation order differs (m <= 280 values): ~1e-14, so 1e-9 is ample.
@@ -17,6 +22,11 @@ TOL = {torch.float32: 2e-5, torch.float64: 1e-9}
 
 # The `device` fixture never changes between examples, so sharing it is safe.
 device_settings = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+# The training forward and backward under test: the reference, and the fused kernels run eagerly
+# (compiled ones are tested on a few shapes at the end of this file).
+FORWARD_BACKWARD = [pytest.param(gpu, id="reference"), pytest.param(FUSED, id="fused-eager")]
+IMPLS = ["reference", "fused-eager"]
 
 
 def close(actual, expected, scale=None):
@@ -58,10 +68,11 @@ def grad_scale(x, gamma, dout, eps=1e-5):
     dtype=st.sampled_from([torch.float32, torch.float64]),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_forward_and_backward_match_cpu_and_torch(device, shape, dtype, seed):
+@pytest.mark.parametrize("module", FORWARD_BACKWARD)
+def test_forward_and_backward_match_cpu_and_torch(device, module, shape, dtype, seed):
     x, gamma, beta, dout = random_case(shape, dtype, device, seed)
-    out, cache = gpu.batchnorm_forward(x, gamma, beta)
-    dx, dgamma, dbeta = gpu.batchnorm_backward(dout, cache)
+    out, cache = module.batchnorm_forward(x, gamma, beta)
+    dx, dgamma, dbeta = module.batchnorm_backward(dout, cache)
     assert out.device == dx.device == x.device and out.dtype == dx.dtype == dgamma.dtype == dtype
 
     # Against torch's own BN and autograd on the same device, in float64 on the exact values
@@ -107,19 +118,28 @@ def test_inference_matches_cpu_and_torch_eval(device, shape, dtype, seed):
     close(out, torch.from_numpy(cpu.batchnorm_inference(*as_numpy)))
 
 
+# The two autograd Functions, as functions of (x, gamma, beta) returning the output only.
+FUNCTIONS = [
+    pytest.param(lambda *args: gpu.BatchNormFunction.apply(*args, 1e-5), id="reference"),
+    pytest.param(lambda *args: fused.FusedBatchNormFunction.apply(*args, 1e-5, False)[0], id="fused-eager"),
+]
+
+
 @pytest.mark.parametrize("shape", [(4, 3), (3, 2, 4), (2, 3, 2, 2)])
 @pytest.mark.parametrize("affine", [True, False])
-def test_batchnorm_function_passes_gradcheck(device, shape, affine):
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_batchnorm_function_passes_gradcheck(device, function, shape, affine):
     x, gamma, beta, _ = random_case(shape, torch.float64, device, seed=len(shape))
     inputs = [x.requires_grad_()]
     inputs += [gamma.requires_grad_(), beta.requires_grad_()] if affine else [None, None]
-    assert torch.autograd.gradcheck(lambda *args: gpu.BatchNormFunction.apply(*args, 1e-5), inputs)
+    assert torch.autograd.gradcheck(function, inputs)
 
 
-def test_batchnorm_function_refuses_double_backward(device):
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_batchnorm_function_refuses_double_backward(device, function):
     x, gamma, beta, _ = random_case((4, 3), torch.float64, device, seed=0)
     x.requires_grad_()
-    out = gpu.BatchNormFunction.apply(x, gamma, beta, 1e-5)
+    out = function(x, gamma, beta)
     (dx,) = torch.autograd.grad((out**3).sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable|double backward|twice"):
         dx.sum().backward()
@@ -128,11 +148,12 @@ def test_batchnorm_function_refuses_double_backward(device):
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("affine", ["both", "weight only", "none"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_batch_norm_matches_functional(device, training, affine, dtype):
+@pytest.mark.parametrize("impl", IMPLS)
+def test_batch_norm_matches_functional(device, impl, training, affine, dtype):
     x, gamma, beta, dout = random_case((6, 4, 3, 2), dtype, device, seed=7)
     running = (torch.randn(4, dtype=dtype, device=device), torch.rand(4, dtype=dtype, device=device))
     results = []
-    for function in (gpu.batch_norm, F.batch_norm):
+    for function in (functools.partial(gpu.batch_norm, impl=impl), F.batch_norm):
         leaves = [t.clone().requires_grad_() for t in (x, gamma, beta)]
         weight = leaves[1] if affine != "none" else None
         bias = leaves[2] if affine == "both" else None
@@ -158,7 +179,8 @@ def test_batch_norm_training_without_running_stats(device):
 
 
 @pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
-def test_half_precision_computes_in_float32(device, half):
+@pytest.mark.parametrize("impl", IMPLS)
+def test_half_precision_computes_in_float32(device, impl, half):
     """Stats in float32, output in the input dtype, float32 running stats stay float32 (as torch)."""
     x32, gamma, beta, dout = random_case((64, 3, 4, 4), torch.float32, device, seed=3)
     # Mean 1000, std ~2: a float16 sum of the 1024 values (~1e6) would overflow (max 65504),
@@ -166,7 +188,7 @@ def test_half_precision_computes_in_float32(device, half):
     x = (x32 * 2 / x32.std() + 1000).to(half)
     running = [torch.zeros(3, device=device), torch.ones(3, device=device)]
     t_running = [t.clone() for t in running]
-    out = gpu.batch_norm(x, *running, gamma, beta, training=True)
+    out = gpu.batch_norm(x, *running, gamma, beta, training=True, impl=impl)
     expected = F.batch_norm(x, *t_running, gamma, beta, training=True)
     truth = F.batch_norm(x.float(), None, None, gamma, beta, training=True)
     assert out.dtype == half and running[0].dtype == torch.float32 and torch.isfinite(out).all()
@@ -182,7 +204,7 @@ def test_half_precision_computes_in_float32(device, half):
     torch.testing.assert_close(running[1], t_running[1], rtol=1e-5, atol=1e-5)
 
     leaf = x.clone().requires_grad_()
-    gpu.BatchNormFunction.apply(leaf, gamma, beta, 1e-5).backward(dout.to(half))
+    gpu.batch_norm(leaf, None, None, gamma, beta, training=True, impl=impl).backward(dout.to(half))
     assert leaf.grad.dtype == half and torch.isfinite(leaf.grad).all()
 
 
@@ -256,13 +278,14 @@ def check_folding(device, with_bias):
 
 
 @pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
-def test_half_precision_functions_return_the_data_dtype(device, half):
+@pytest.mark.parametrize("module", FORWARD_BACKWARD)
+def test_half_precision_functions_return_the_data_dtype(device, module, half):
     """Half data with float32 parameters: outputs in the data's dtype, parameter gradients
     and running statistics in float32 (the dtype of the parameters, as torch)."""
     x32, gamma, beta, dout = random_case((16, 3, 2), torch.float32, device, seed=8)
     x, dout = x32.to(half), dout.to(half)
-    out, cache = gpu.batchnorm_forward(x, gamma, beta)
-    dx, dgamma, dbeta = gpu.batchnorm_backward(dout, cache)
+    out, cache = module.batchnorm_forward(x, gamma, beta)
+    dx, dgamma, dbeta = module.batchnorm_backward(dout, cache)
     assert out.dtype == dx.dtype == half and dgamma.dtype == dbeta.dtype == torch.float32
     assert out.device == dx.device == dgamma.device == x.device
     # Computed in float32 from the half values: each output is the float32 result rounded once
@@ -279,9 +302,9 @@ def test_half_precision_functions_return_the_data_dtype(device, half):
     close(dbeta, leaves[2].grad, scale=dout.float().abs().sum(dim=(0, 2)).max().item())
 
     # Half data goes through the float32 code path: exactly the float32 results, rounded once.
-    out32, cache32 = gpu.batchnorm_forward(x.float(), gamma, beta)
+    out32, cache32 = module.batchnorm_forward(x.float(), gamma, beta)
     assert torch.equal(out, out32.to(half))
-    assert torch.equal(dx, gpu.batchnorm_backward(dout.float(), cache32)[0].to(half))
+    assert torch.equal(dx, module.batchnorm_backward(dout.float(), cache32)[0].to(half))
 
     running_mean, running_var = torch.randn(3, device=device), torch.rand(3, device=device) + 0.5
     inference = gpu.batchnorm_inference(x, gamma, beta, running_mean, running_var)
@@ -303,3 +326,75 @@ def test_half_precision_functions_return_the_data_dtype(device, half):
     reference = gpu.fold_batchnorm(weight.float(), None, gamma, beta, running_mean, running_var)
     for ours, float32_fold in zip(folded, reference, strict=True):
         assert torch.equal(ours, float32_fold.to(half))
+
+
+# ----------------------------------------------------------------------------- compiled fused kernels
+
+# torch.compile takes seconds per input shape and dtype on a loaded 2-core machine, so the
+# compiled kernels are tested on these cases only, compiled once per session.
+COMPILED_CASES = [((8, 4, 5, 5), torch.float32), ((16, 5), torch.float64), ((8, 4, 5, 5), torch.float16)]
+
+
+@pytest.fixture(scope="module", params=ALL_DEVICES)
+def compiled_results(request):
+    """device -> for each case, (inputs, compiled (out, dx, dgamma, dbeta), eager ones)."""
+    device = torch.device(request.param)
+    results = []
+    for shape, dtype in COMPILED_CASES:
+        x, gamma, beta, dout = random_case(shape, torch.float32, device, seed=11)
+        x, dout = x.to(dtype), dout.to(dtype)
+        if dtype == torch.float64:
+            gamma, beta = gamma.double(), beta.double()
+        per_mode = []
+        for compiled in (True, False):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", RuntimeWarning)  # a fallback to eager would fail here
+                out, cache = fused.batchnorm_forward(x, gamma, beta, compiled=compiled)
+                per_mode.append((out, *fused.batchnorm_backward(dout, cache)))
+        results.append(((x, gamma, beta, dout), *per_mode))
+    return results
+
+
+@pytest.mark.slow
+def test_compiled_kernels_match_the_eager_ones_and_torch(compiled_results):
+    for (x, gamma, beta, dout), compiled, eager in compiled_results:
+        # The compiled loops sum in another order (and may contract a*b+c into one rounding):
+        # the same rounding-level tolerances as against the float64 truth, on the same scales.
+        scales = [None, grad_scale(x.float(), gamma.float(), dout.float()), x.numel(), x.numel()]
+        if x.dtype == torch.float16:
+            # float32 results rounded once to float16: the two may round to neighbouring halves.
+            torch.testing.assert_close(compiled[0].float(), eager[0].float(), rtol=1e-3, atol=1e-3)
+            torch.testing.assert_close(compiled[1].float(), eager[1].float(), rtol=1e-3, atol=1e-3 * scales[1])
+            continue
+        for ours, theirs, scale in zip(compiled, eager, scales, strict=True):
+            close(ours, theirs, scale=scale)
+        leaves = [t.detach().double().clone().requires_grad_() for t in (x, gamma, beta)]
+        truth = F.batch_norm(leaves[0], None, None, leaves[1], leaves[2], training=True)
+        truth.backward(dout.double())
+        close(compiled[0], truth.detach().to(x.dtype))
+        close(compiled[1], leaves[0].grad.to(x.dtype), scale=scales[1])
+
+
+def test_compilation_failure_falls_back_to_eager_with_a_warning(monkeypatch):
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found\nmore details")
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    monkeypatch.setattr(fused, "_compiled_kernels", {})
+    monkeypatch.setattr(fused, "_compile_error", [])
+    x, gamma, beta, dout = random_case((6, 3), torch.float64, torch.device("cpu"), seed=2)
+    with pytest.warns(RuntimeWarning, match=r"impl='fused': torch.compile is unavailable here \(RuntimeError: no C"):
+        out = gpu.batch_norm(x, None, None, gamma, beta, training=True, impl="fused")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once, not at every call
+        again = gpu.batch_norm(x, None, None, gamma, beta, training=True, impl="fused")
+    close(out, F.batch_norm(x, None, None, gamma, beta, training=True))
+    assert torch.equal(out, again)
+
+
+def test_impl_is_checked():
+    x = torch.ones(4, 3)
+    with pytest.raises(ValueError, match="^impl: expected one of 'reference', 'fused', 'fused-eager', got 'fast'"):
+        gpu.batch_norm(x, None, None, training=True, impl="fast")
+    with pytest.raises(ValueError, match="^impl: expected one of"):
+        gpu.BatchNorm1d(3, impl=None)

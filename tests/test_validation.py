@@ -5,17 +5,18 @@ import re
 import numpy as np
 import pytest
 import torch
+from implementations import module_for
 
-from bncourse import cpu, gpu
+from bncourse import gpu
 
 
 @pytest.fixture
 def backend(library_and_device):
     """(module, convert): convert turns a NumPy array into that module's array type."""
     library, device = library_and_device
-    if library == "numpy":
-        return cpu, np.asarray
-    return gpu, lambda a: torch.from_numpy(np.asarray(a)).to(device)
+    if library.startswith("numpy"):
+        return module_for(library), np.asarray
+    return module_for(library), lambda a: torch.from_numpy(np.asarray(a)).to(device)
 
 
 X = np.ones((4, 3), np.float32)

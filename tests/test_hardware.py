@@ -1,0 +1,68 @@
+"""The bytes-moved model, the benchmark's CSV and the cached copy the book reads."""
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from bncourse import fused, gpu, hardware
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK_CACHE = ROOT / "book" / "data" / "hardware_benchmark.csv"
+
+
+def load_benchmark_module():
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "benchmarks" / "bench_reference_batchnorm.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bytes_moved_counts_passes_of_the_size_of_x():
+    # (32, 64, 32, 32) float32 is 8 388 608 bytes; forward and backward move 8 such tensors.
+    assert hardware.bytes_moved((32, 64, 32, 32), 4, "forward+backward") == 8 * 8_388_608
+    assert hardware.bytes_moved((256, 1024), 2, "inference") == 2 * 256 * 1024 * 2
+    assert hardware.PASSES["forward"] + hardware.PASSES["backward"] == hardware.PASSES["forward+backward"]
+    with pytest.raises(ValueError, match="^mode: expected one of 'forward'"):
+        hardware.bytes_moved((4, 3), 4, "training")
+
+
+def test_the_benchmark_writes_the_columns_the_loader_reads(tmp_path, monkeypatch):
+    """A tiny run (nothing compiled: compiling is tested in test_gpu.py) writes every column."""
+    monkeypatch.setattr(fused, "_compile_error", ["not compiled in this test"])
+    # The benchmark sets these process-wide: restored after the test.
+    monkeypatch.setattr(torch._inductor.config, "fx_graph_cache", torch._inductor.config.fx_graph_cache)
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    bench = load_benchmark_module()
+    monkeypatch.setattr(bench, "compiled_reference_forward", gpu.batchnorm_forward)
+    monkeypatch.setattr(bench, "compiled_reference_backward", gpu.batchnorm_backward)
+    monkeypatch.setattr(bench, "COPY_BYTES", 2**20)
+    bench.main(["--repeats", "1", "--threads", "1", "--shapes", "8x3", "--out", str(tmp_path), "--no-cuda"])
+    assert torch.get_num_threads() == threads
+    rows = hardware.load_results(tmp_path / "bench_reference_batchnorm.csv")
+    assert {row["mode"] for row in rows} == set(hardware.PASSES)
+    torch_rows = [row for row in rows if row["impl"] == "torch"]
+    assert len(torch_rows) == len(hardware.PASSES) and all(row["ratio_to_torch"] == 1 for row in torch_rows)
+    assert (tmp_path / "bench_reference_batchnorm.png").stat().st_size > 0
+
+
+def test_the_book_cache_matches_what_the_benchmark_writes():
+    """Fails when the benchmark's columns change and book/data was not regenerated."""
+    with BOOK_CACHE.open(newline="") as handle:
+        header = next(csv.reader(handle))
+    assert tuple(header) == hardware.COLUMNS
+    rows = hardware.load_results(BOOK_CACHE)
+    # The chapter shows one and two threads, every mode, the fused path and torch's kernels.
+    assert {row["threads"] for row in rows} >= {1, 2}
+    assert {row["mode"] for row in rows} == set(hardware.PASSES)
+    assert {"fused", "torch", "numpy", "torch reference"} <= {row["impl"] for row in rows}
+
+
+def test_a_cache_with_other_columns_is_refused(tmp_path):
+    stale = tmp_path / "stale.csv"
+    stale.write_text("device,ms\ncpu,1.0\n")
+    with pytest.raises(ValueError, match="stale.csv: expected the columns device, threads"):
+        hardware.load_results(stale)
