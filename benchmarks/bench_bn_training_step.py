@@ -2,12 +2,12 @@
 
     .venv/bin/python benchmarks/bench_bn_training_step.py [--repeats 50] [--threads 1]
 
-For the digits convnet of chapter 7b (``bncourse.convnet.make_convnet``) and
+For the digits convnet of chapter 8 (``bncourse.convnet.make_convnet``) and
 Figure 1's MLP (``bncourse.train.make_mlp``, 3 x 100 sigmoid units), at two
 mini-batch sizes, times a full step (forward, loss, backward, SGD update) of
 the plain and the BN network side by side, interleaved round by round
 (``bncourse.convnet.training_step_seconds``), and prints the medians and their
-ratio. Chapter 7b quotes the ratio for the convnet at m = 60. CPU only; the
+ratio. Chapter 8 quotes the ratio for the convnet at m = 60. CPU only; the
 timings are of this machine, at the time of the run, and the ratio is the
 meaningful part.
 """

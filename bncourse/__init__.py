@@ -11,7 +11,7 @@ Reference implementations
 - ``bncourse.fused`` (the fused training path, ``impl="fused"``), ``bncourse.cpu_fast``
   (NumPy with fewer passes), ``bncourse.sync_batchnorm`` (``SyncBatchNorm`` across
   processes) and ``bncourse.hardware`` (the bytes-moved model and the benchmark's
-  cached results): BN on real hardware, chapter 8.
+  cached results): BN on real hardware, chapter 9.
 - ``bncourse.init``, ``bncourse.flops``, ``bncourse.mlp``: references for the
   initialisation, whitening-cost and in-practice assignments.
 

@@ -198,7 +198,7 @@ def batchnorm_backward(dout: torch.Tensor, cache: object) -> tuple[torch.Tensor,
     dbeta = dout.sum(dim=dims, keepdim=True)
     dgamma = (dout * x_hat).sum(dim=dims, keepdim=True)
     # The formula above divided by m, built in one new tensor: every extra line of the plain
-    # form writes and reads a temporary the size of x, the cost that matters (chapter 8).
+    # form writes and reads a temporary the size of x, the cost that matters (chapter 9).
     dx = dout - dbeta / m
     dx.addcmul_(x_hat, dgamma, value=-1.0 / m)  # dx -= x_hat * dgamma / m
     dx *= gamma_b * inv_std

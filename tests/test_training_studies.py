@@ -1,4 +1,4 @@
-"""Tests of the modules behind chapter 7b: bncourse.convnet, bncourse.monitor, bncourse.interactions."""
+"""Tests of the modules behind chapter 8: bncourse.convnet, bncourse.monitor, bncourse.interactions."""
 
 import copy
 import math
