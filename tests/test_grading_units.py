@@ -12,9 +12,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from bncourse.checks.core import Verdict
 from bncourse.grading import collect, integrity, judge, sandbox, validate
 from bncourse.grading.cli import parse_size
-from bncourse.testing import Verdict
 
 
 @pytest.mark.parametrize("name, expected", [
