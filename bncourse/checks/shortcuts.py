@@ -33,6 +33,7 @@ from typing import Any
 
 __all__ = [
     "ALLOWED_MODULES",
+    "ALLOWED_NAMES",
     "READY_MADE",
     "REFERENCE",
     "borrowed",
@@ -61,8 +62,15 @@ FORBIDDEN_NAMES = frozenset(
 )
 # Modules whose every use is a shortcut, by kind.
 FORBIDDEN_MODULES = {"bncourse": REFERENCE, "sklearn.preprocessing": READY_MADE}
-# The course's helpers that students are meant to use (data, figures).
+# The course's helpers that students are meant to use (data, figures), and the single names
+# the exercises' setup cells import from elsewhere in the package: a student who imports one
+# of them again in a cell of their own has done nothing wrong.
 ALLOWED_MODULES = ("bncourse.data", "bncourse.plots", "bncourse.diagrams")
+ALLOWED_NAMES = frozenset({
+    "bncourse.testing.check", "bncourse.initialization.ACTIVATIONS",
+    "bncourse.deepnet.accuracy", "bncourse.deepnet.expected_keys", "bncourse.deepnet.init_mlp",
+    "bncourse.deepnet.softmax_cross_entropy",
+})
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
 # The frames that call the student's object (the check modules, testing.py) are no helpers.
@@ -76,7 +84,7 @@ def _within(module: str, prefix: str) -> bool:
 def module_kind(module: str) -> str | None:
     """``REFERENCE`` or ``READY_MADE`` when ``module`` (or a name inside it) is off limits,
     else None. The bare package ``bncourse`` is not: its uses are checked one by one."""
-    if module == "bncourse" or any(_within(module, m) for m in ALLOWED_MODULES):
+    if module in ("bncourse", *ALLOWED_NAMES) or any(_within(module, m) for m in ALLOWED_MODULES):
         return None
     return next((kind for prefix, kind in FORBIDDEN_MODULES.items() if _within(module, prefix)), None)
 
@@ -125,7 +133,7 @@ def find_shortcuts(source: str) -> str | None:
         elif isinstance(node, ast.ImportFrom) and node.module is not None:
             for alias in node.names:
                 full = f"{node.module}.{alias.name}"
-                if module_kind(node.module) or module_kind(full) or alias.name in FORBIDDEN_NAMES:
+                if module_kind(full) or alias.name in FORBIDDEN_NAMES:
                     return f"it imports {full}, a ready-made normalisation"
                 imported[alias.asname or alias.name] = full
     for node in ast.walk(tree):

@@ -101,8 +101,8 @@ def _protected(name: str | None) -> bool:
 def _imports(node: ast.AST) -> list[str]:
     if isinstance(node, ast.Import):
         return [alias.name for alias in node.names]
-    if isinstance(node, ast.ImportFrom) and node.module:
-        return [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and node.module:  # judged name by name
+        return [f"{node.module}.{alias.name}" for alias in node.names]
     return []
 
 

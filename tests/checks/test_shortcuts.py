@@ -108,3 +108,8 @@ def test_one_policy_for_the_scan_of_a_function_and_of_a_notebook():
     assert module_kind("sklearn.preprocessing.scale") == "ready_made"
     assert module_kind("bncourse") is module_kind("bncourse.data.load_digits") is None
     assert mentions_reference("import bncourse.gpu") and not mentions_reference("bncourse.plots")
+    # The names the exercises' setup cells import may be imported again; their neighbours not.
+    assert module_kind("bncourse.deepnet.init_mlp") is None
+    assert module_kind("bncourse.deepnet.batchnorm_inference") == "reference"
+    assert find_shortcuts("def train(x):\n    from bncourse.deepnet import init_mlp\n    return init_mlp(x)\n") is None
+    assert find_shortcuts("def f(x):\n    from bncourse.deepnet import predict\n    return predict(x)\n")
