@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -141,11 +142,16 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the bncourse this grader
 
 def checks_digest(spec: str) -> str:
     """SHA-256 of every Python file of the bncourse package (what the judges import, whatever
-    it is), plus the checks file when ``spec`` is one, so that fixing a check or the reference
-    regrades instead of reusing old results."""
+    it is), plus the checks when they live elsewhere (a .py file, or every file of another
+    package), so that fixing a check or the reference regrades instead of reusing old results."""
     files = sorted(PACKAGE_DIR.rglob("*.py"))
     if spec.endswith(".py"):
         files.append(Path(spec))
+    elif spec.split(".")[0] != "bncourse":  # checks of another package: all of that package
+        found = importlib.util.find_spec(spec.split(".")[0])
+        folders = list(found.submodule_search_locations or []) if found else []
+        files += sorted(p for folder in folders for p in Path(folder).rglob("*.py"))
+        files += [Path(found.origin)] if found and not folders and found.origin else []
     digest = hashlib.sha256()
     for path in files:
         digest.update(str(path.relative_to(PACKAGE_DIR) if path.is_relative_to(PACKAGE_DIR)
