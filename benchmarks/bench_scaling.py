@@ -85,20 +85,22 @@ def writer_seconds(course: Path, assignment: str, repeat: int) -> float:
     synced to disk, as the grading process does them (pages rendered beforehand, untimed)."""
     import nbformat
 
-    from bncourse.grading import feedback, gradebook
-    from bncourse.grading.gradebook import Course, Journal, atomic_write
+    from bncourse.grading import feedback, gradebook, validate
+    from bncourse.grading.course import Course
+    from bncourse.grading.journal import Journal, atomic_write
 
     where = Course(course)
     journal = Journal(where, assignment)
     results = journal.all()
-    releases = {name: nbformat.writes(nb) for name, nb in where.prepare(assignment).items()}
+    releases = where.prepare(assignment)
     rendered = []
     for result in results:
         notebook = result["notebook"]
         data = (course / "submitted" / result["student"] / assignment / f"{notebook}.ipynb")
         source = course / "solutions" / assignment / f"{notebook}.ipynb"
-        rendered.append(feedback.render(result, data.read_bytes(), source.read_text(),
-                                        releases[notebook], 50 * 2**20))
+        parsed, _, _ = validate.read_notebook(data.read_bytes(), 50 * 2**20)
+        rendered.append(feedback.render(result, parsed, nbformat.read(source, as_version=4),
+                                        releases[notebook]))
     out = course / "writer_out"
     start = time.perf_counter()
     with where.gradebook() as gb:

@@ -1,23 +1,36 @@
-"""A small NumPy multilayer perceptron that records what happens inside it.
+"""The course's NumPy multilayer perceptron, in two uses.
 
-Chapter 1 uses it to watch activations and gradients travel through a deep
-network under different initialisations and nonlinearities. Every layer
-computes, in the course's notation,
+Every layer computes, in the course's notation,
 
     x = u W^T + b        (pre-activation; u is the layer input, W is (n_out, n_in))
     z = g(x)             (output of the nonlinearity g; the last layer has none)
 
-and the network ends in a softmax cross-entropy loss. ``forward`` keeps every
-``u``, ``x`` and ``z``; ``backward`` keeps every ``dl/dx`` and ``dl/dW``, so the
-statistics of each layer can be read off after one call of each.
+and the network ends in a softmax cross-entropy loss.
+
+- Chapter 1 uses ``MLP`` to watch activations and gradients travel through a deep network
+  under different initialisations and nonlinearities: ``forward`` keeps every ``u``, ``x``
+  and ``z``; ``backward`` keeps every ``dl/dx`` and ``dl/dW``, so the statistics of each
+  layer can be read off after one call of each.
+- Assignment 06 has students train the same ReLU network as a dict of parameters, with BN
+  before the nonlinearity of each hidden layer (``x = BN(u W^T)``, BN's beta replacing the
+  bias): ``expected_keys``, ``init_mlp`` and ``softmax_cross_entropy`` are the pieces that
+  are not about BN, and ``predict``/``accuracy`` evaluate the trained parameters in
+  inference mode with trusted code, so the accuracy that earns points is the grader's.
+  Parameter names: ``W1``, ``b1`` (plain only), ``gamma1``, ``beta1``, ``running_mean1``,
+  ``running_var1`` (BN only), ..., ``W{L}``, ``b{L}``.
+
+(``bncourse.train.make_mlp`` builds the PyTorch network of the book's experiments, where
+torch's autograd and normalisation layers are the point.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from bncourse.cpu import batchnorm_inference
 
 Activation = tuple[
     Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -244,3 +257,82 @@ def train(
                 break
             net.sgd_step(lr)
     return losses
+
+
+# --------------------------------------------------------------------------- assignment 06
+
+# 64 pixels -> three hidden layers of 100 units -> 10 classes: deep enough that a large
+# learning rate breaks the plain network, small enough to train in about a second.
+HIDDEN_SIZES = (100, 100, 100)
+
+
+def expected_keys(use_bn: bool, n_inputs: int = 64, n_classes: int = 10,
+                  hidden: Sequence[int] = HIDDEN_SIZES) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every parameter and buffer of the assignment-06 network."""
+    sizes = [int(n_inputs), *(int(h) for h in hidden), int(n_classes)]
+    n_layers = len(sizes) - 1
+    shapes: dict[str, tuple[int, ...]] = {}
+    for layer in range(1, n_layers + 1):
+        fan_in, fan_out = sizes[layer - 1], sizes[layer]
+        shapes[f"W{layer}"] = (fan_out, fan_in)
+        if use_bn and layer < n_layers:
+            for name in ("gamma", "beta", "running_mean", "running_var"):
+                shapes[f"{name}{layer}"] = (fan_out,)
+        else:
+            shapes[f"b{layer}"] = (fan_out,)
+    return shapes
+
+
+def init_mlp(use_bn: bool, seed: int, n_inputs: int = 64, n_classes: int = 10,
+             hidden: Sequence[int] = HIDDEN_SIZES) -> dict[str, np.ndarray]:
+    """Initial parameters (float64): He-normal weights (``init_weights(..., "he")``), zero
+    biases, gamma = 1, beta = 0, running_mean = 0, running_var = 1 (PyTorch's buffers).
+
+    He et al.'s std sqrt(2 / fan_in) keeps the signal's scale through ReLU layers, so both
+    networks start well; what differs is how they tolerate a large learning rate.
+    """
+    rng = np.random.default_rng(seed)
+    params: dict[str, np.ndarray] = {}
+    for name, shape in expected_keys(use_bn, n_inputs, n_classes, hidden).items():
+        if name.startswith("W"):
+            params[name] = init_weights(shape[1], shape[0], "he", rng)
+        elif name.startswith(("gamma", "running_var")):
+            params[name] = np.ones(shape)
+        else:
+            params[name] = np.zeros(shape)
+    return params
+
+
+def predict(params: Mapping[str, np.ndarray], x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """Class predictions ``(N,)`` of the network in inference mode (BN with the running statistics).
+
+    The network is a BN network when ``params`` holds ``gamma1``. Non-finite parameters give
+    non-finite logits, and ``argmax`` of NaN logits is class 0: a diverged network scores
+    about chance, as it should.
+    """
+    use_bn = "gamma1" in params
+    n_layers = sum(1 for name in params if name.startswith("W"))
+    relu, _ = NONLINEARITIES["relu"]
+    h = np.asarray(x, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        for layer in range(1, n_layers):
+            pre = h @ np.asarray(params[f"W{layer}"], dtype=np.float64).T
+            if use_bn:
+                stats = [np.asarray(params[f"{n}{layer}"], dtype=np.float64)
+                         for n in ("gamma", "beta", "running_mean", "running_var")]
+                # A diverged run may leave a negative or NaN running_var; treat it as garbage in,
+                # garbage out rather than an error (the student's network simply scores badly).
+                stats[3] = np.where(np.isfinite(stats[3]) & (stats[3] >= 0), stats[3], np.nan)
+                finite = np.all(np.isfinite(stats[3]))
+                pre = batchnorm_inference(pre, *stats, eps=eps) if finite else pre * np.nan
+            else:
+                pre = pre + np.asarray(params[f"b{layer}"], dtype=np.float64)
+            h = relu(pre)
+        logits = h @ np.asarray(params[f"W{n_layers}"], dtype=np.float64).T + params[f"b{n_layers}"]
+    logits = np.where(np.isfinite(logits), logits, -np.inf)
+    return np.argmax(logits, axis=1)
+
+
+def accuracy(params: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> float:
+    """Share of ``x``'s rows whose predicted class equals ``y``."""
+    return float(np.mean(predict(params, x) == np.asarray(y)))

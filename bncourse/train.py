@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bncourse import gpu
 from bncourse.data import Split
 
 NORMS = ("none", "batch", "bncourse", "layer", "group")
@@ -58,9 +59,7 @@ def _norm_layer(norm: str, width: int, groups: int) -> nn.Module:
     if norm == "batch":
         return nn.BatchNorm1d(width)
     if norm == "bncourse":
-        from bncourse.gpu import BatchNorm1d  # the course's hand-derived layer
-
-        return BatchNorm1d(width)
+        return gpu.BatchNorm1d(width)  # the course's hand-derived layer
     if norm == "layer":
         return nn.LayerNorm(width)
     if norm == "group":

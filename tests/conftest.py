@@ -1,9 +1,19 @@
-"""Shared fixtures: every device test runs on the CPU, and on CUDA when present."""
+"""Shared fixtures: every device test runs on the CPU, and on CUDA when present.
+
+The book's notebooks (``--nbval-lax book``) count as slow tests, like the end-to-end ones,
+so that ``pytest -m "not slow" tests book`` is a quick loop for a developer.
+"""
 
 import pytest
 import torch
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)
+
+
 ALL_DEVICES = [
     "cpu",
     pytest.param(

@@ -32,6 +32,8 @@ from browser import Browser, StaticServer
 
 from bncourse import book_urls
 
+pytestmark = pytest.mark.slow  # end to end: deselect with -m "not slow" for a quick loop
+
 ROOT = Path(__file__).resolve().parents[1]
 JUPYTER_BOOK = Path(sys.executable).with_name("jupyter-book")
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"

@@ -34,6 +34,8 @@ from submission_builder import build_notebook, load_submissions, read
 from bncourse import release
 from bncourse.checks import PARTS
 
+pytestmark = pytest.mark.slow  # end to end: deselect with -m "not slow" for a quick loop
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = release.assignments(REPO_ROOT)
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
@@ -244,8 +246,10 @@ def _autograde(course: Path, assignment: str, name: str, notebooks: dict[str, An
         _submit(where[student], assignment, name, student, notebook)
     running = [
         subprocess.Popen(
+            # The course's config gives a cell 60 s; the slowest cells of the solutions take
+            # a few seconds idle and ten times that on a loaded 2-core machine: 600 s here.
             [sys.executable, "-m", "nbgrader", "autograde", assignment, "--force",
-             f"--db={_db(shard)}", "--log-level=WARN"],
+             f"--db={_db(shard)}", "--log-level=WARN", "--Execute.timeout=600"],
             cwd=shard, env=release.nbgrader_environment(), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True,
         )

@@ -19,6 +19,8 @@ from nbgrader.api import Gradebook
 
 from bncourse.grading.cli import main
 
+pytestmark = pytest.mark.slow  # end to end: deselect with -m "not slow" for a quick loop
+
 HUGE_BYTES = 200 * 2**20
 
 

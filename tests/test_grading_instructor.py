@@ -20,7 +20,7 @@ from nbformat.v4 import new_markdown_cell
 from nbgrader.api import Gradebook
 
 from bncourse.grading.feedback import REMOTE_SCRIPT
-from bncourse.grading.gradebook import Course
+from bncourse.grading.course import Course
 
 GRADE = str(Path(sys.executable).with_name("bncourse-grade"))
 FIXTURES = Path(__file__).parent / "fixtures" / "lms"

@@ -12,9 +12,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from bncourse.grading import collect, integrity, judge, sandbox, validate
+from bncourse.checks.core import Verdict
+from bncourse.checks.shortcuts import REFERENCE
+from bncourse.grading import cli, collect, integrity, judge, sandbox, validate
 from bncourse.grading.cli import parse_size
-from bncourse.testing import Verdict
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -71,6 +72,32 @@ def test_integrity_scan_names_the_trick(code, phrase):
     findings = integrity.scan_cells([(4, code)])
     assert any(phrase in f.describe() for f in findings), findings
     assert all("cell 4" in f.describe() for f in findings)
+
+
+def test_integrity_scan_applies_the_one_shortcut_policy():
+    """Reference use is its own kind (it scores the notebook's parts 0), judged name by name
+    by ``bncourse.checks.shortcuts``: the helpers a setup cell imports stay allowed, the rest
+    of the package does not (``bncourse.initialization`` was missed by the old list)."""
+    allowed = "from bncourse.deepnet import init_mlp, softmax_cross_entropy\nfrom bncourse.testing import check"
+    assert integrity.scan_cells([(1, allowed)]) == []
+    for code in ("from bncourse.initialization import xavier_uniform",
+                 "from bncourse.deepnet import batchnorm_inference", "import bncourse.checks.variants",
+                 "text = 'bncourse.gpu.batch_norm'"):
+        findings = integrity.scan_cells([(1, code)])
+        assert [f.kind for f in findings] == [REFERENCE], (code, findings)
+    assert {f.kind for f in integrity.scan_cells([(1, "import sys\nsys.settrace(None)")])} == {
+        integrity.TAMPERING}
+
+
+def test_cached_verdicts_depend_on_every_file_of_the_package(tmp_path, monkeypatch):
+    package = tmp_path / "bncourse"
+    (package / "checks").mkdir(parents=True)
+    (package / "flops.py").write_text("X = 1\n")
+    (package / "checks" / "core.py").write_text("Y = 1\n")
+    monkeypatch.setattr(cli, "PACKAGE_DIR", package)
+    before = cli.checks_digest("bncourse.checks")
+    (package / "flops.py").write_text("X = 2\n")  # a module no list would have named
+    assert cli.checks_digest("bncourse.checks") != before
 
 
 def test_integrity_scan_passes_ordinary_code():

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from bncourse.checks import Part
-from bncourse.mistakes import BACKWARD_VARIANTS, Variant
-from bncourse.testing import Verdict, as_array, judge_outputs, kind_of, numpy_output, pair
+from bncourse import cpu
+from bncourse.checks.core import Variant, Verdict, fail, judge_outputs, ok, part_pair
+from bncourse.checks.outputs import as_array, kind_of, numpy_output, pair
+from bncourse.checks.variants import BACKWARD_VARIANTS
 
 ASSIGNMENT = "04_backprop"
 
@@ -105,9 +106,8 @@ def run_backward(backward: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
     return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta, "after_dout": dout}
 
 
-def _expected_grads(case: dict[str, Any]) -> dict[str, np.ndarray]:
-    from bncourse import cpu
-
+def expected_grads(case: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The reference's (dx, dgamma, dbeta) on the float64 copy of the case."""
     x, gamma, beta, dout = (np.asarray(case[n], dtype=np.float64)
                             for n in ("x", "gamma", "beta", "dout"))
     _, cache = cpu.batchnorm_forward(x, gamma, beta, eps=case["eps"])
@@ -115,9 +115,10 @@ def _expected_grads(case: dict[str, Any]) -> dict[str, np.ndarray]:
     return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta}
 
 
-def _judge_backward(target: str) -> Any:
+def judge_backward(target: str) -> Any:
+    """The judge of a backward part whose messages name ``target``."""
     def judge(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
-        return judge_outputs(target, case, outputs, _expected_grads(case), _tolerance(case),
+        return judge_outputs(target, case, outputs, expected_grads(case), _tolerance(case),
                              BACKWARD_VARIANTS, dtype_of="x", inputs=("dout",))
     return judge
 
@@ -212,12 +213,19 @@ def judge_gradient(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verd
 # --------------------------------------------------------------------------- autograd Function
 
 
-def function_cases() -> list[dict[str, Any]]:
+# torch is imported on first use, here and below: the NumPy assignments' checks (and their
+# sandboxes) load without paying for it.
+
+
+def _devices() -> list[str]:
     import torch
 
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def function_cases() -> list[dict[str, Any]]:
     cases = []
-    for device in devices:
+    for device in _devices():
         for case in (
             _random_case(f"float64 x of shape (5, 3) on {device}", (5, 3), np.float64, seed=71),
             _random_case(f"float64 x of shape (2, 3, 2, 2) on {device}", (2, 3, 2, 2),
@@ -228,11 +236,8 @@ def function_cases() -> list[dict[str, Any]]:
 
 
 def function_cases_hidden() -> list[dict[str, Any]]:
-    import torch
-
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     cases = []
-    for device in devices:
+    for device in _devices():
         for case in (
             _random_case(f"float64 x with N = 2, shape (2, 4), on {device}", (2, 4), np.float64,
                          seed=81),
@@ -298,60 +303,46 @@ def run_function(function: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
 
 
 def judge_function(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
-    from bncourse import cpu
-
     where = f"BatchNormFunction ({case['label']})"
     x, gamma, beta = (np.asarray(case[n], dtype=np.float64) for n in ("x", "gamma", "beta"))
     out, _ = cpu.batchnorm_forward(x, gamma, beta, eps=case["eps"])
     verdict = judge_outputs("BatchNormFunction", case, outputs, {"out": out}, TOL_FLOAT64)
     if not verdict.passed:
-        return Verdict(False, verdict.message.replace("`out`", "the forward's `out`"),
-                       verdict.mistake)
-    verdict = judge_outputs("BatchNormFunction", case, outputs, _expected_grads(case),
+        return fail(verdict.message.replace("`out`", "the forward's `out`"), verdict.mistake)
+    verdict = judge_outputs("BatchNormFunction", case, outputs, expected_grads(case),
                             TOL_FLOAT64, BACKWARD_VARIANTS)
     if not verdict.passed:
         return verdict
     if not bool(np.asarray(outputs.get("gradcheck", False))):
-        return Verdict(False, f"{where}: torch.autograd.gradcheck disagrees with your backward.",
-                       "gradcheck")
-    return Verdict(True)
+        return fail(f"{where}: torch.autograd.gradcheck disagrees with your backward.",
+                    "gradcheck")
+    return ok()
 
 
 # --------------------------------------------------------------------------- parts
 
-
-def _part(name: str, target: str, points: float, hidden: bool, description: str, cases: Any,
-          run: Any, judge: Any) -> Part:
-    return Part(id=f"{ASSIGNMENT}-{name}", assignment=ASSIGNMENT, target=target, points=points,
-                hidden=hidden, description=description, cases=cases, run=run, judge=judge)
-
-
-def _backward_parts(target: str, name: str) -> list[Part]:
-    judge = _judge_backward(target)
-    return [
-        _part(name, target, 2.0, False,
-              f"{target} on (N, D) and (N, C, H, W), float64 and float32", backward_cases,
-              run_backward, judge),
-        _part(f"{name}_hidden", target, 1.0, True,
-              f"{target}: N = 2, tiny variance, a constant channel, eps = 1e-3, one spatial "
-              "axis, mean 1e4 x std; dout unchanged, dtype kept",
-              backward_cases_hidden, run_backward, judge),
-    ]
+BACKWARD_HIDDEN = ("N = 2, tiny variance, a constant channel, eps = 1e-3, one spatial axis, mean "
+                   "1e4 x std; dout unchanged, dtype kept")
 
 
 PARTS = [
-    *_backward_parts("batchnorm_backward", "backward"),
-    *_backward_parts("batchnorm_backward_compact", "backward_compact"),
-    _part("numerical_gradient", "numerical_gradient", 1.0, False,
-          "numerical_gradient against exact gradients of two smooth functions",
-          gradient_cases, run_gradient, judge_gradient),
-    _part("numerical_gradient_hidden", "numerical_gradient", 1.0, True,
-          "numerical_gradient with other steps h and shapes; x and dout unchanged",
-          gradient_cases_hidden, run_gradient, judge_gradient),
-    _part("function", "BatchNormFunction", 2.0, False,
-          "BatchNormFunction: output, gradients and torch.autograd.gradcheck on every device",
-          function_cases, run_function, judge_function),
-    _part("function_hidden", "BatchNormFunction", 1.0, True,
-          "BatchNormFunction: N = 2, one spatial axis with a constant channel, eps = 1e-2",
-          function_cases_hidden, run_function, judge_function),
+    *part_pair(ASSIGNMENT, "backward", "batchnorm_backward", (2.0, 1.0),
+               ("batchnorm_backward on (N, D) and (N, C, H, W), float64 and float32",
+                "batchnorm_backward: " + BACKWARD_HIDDEN),
+               (backward_cases, backward_cases_hidden), run_backward,
+               judge_backward("batchnorm_backward")),
+    *part_pair(ASSIGNMENT, "backward_compact", "batchnorm_backward_compact", (2.0, 1.0),
+               ("batchnorm_backward_compact on (N, D) and (N, C, H, W), float64 and float32",
+                "batchnorm_backward_compact: " + BACKWARD_HIDDEN),
+               (backward_cases, backward_cases_hidden), run_backward,
+               judge_backward("batchnorm_backward_compact")),
+    *part_pair(ASSIGNMENT, "numerical_gradient", "numerical_gradient", (1.0, 1.0),
+               ("numerical_gradient against exact gradients of two smooth functions",
+                "numerical_gradient with other steps h and shapes; x and dout unchanged"),
+               (gradient_cases, gradient_cases_hidden), run_gradient, judge_gradient),
+    *part_pair(ASSIGNMENT, "function", "BatchNormFunction", (2.0, 1.0),
+               ("BatchNormFunction: output, gradients and torch.autograd.gradcheck on every "
+                "device",
+                "BatchNormFunction: N = 2, one spatial axis with a constant channel, eps = 1e-2"),
+               (function_cases, function_cases_hidden), run_function, judge_function),
 ]

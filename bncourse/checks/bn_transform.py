@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from bncourse.checks import Part
-from bncourse.mistakes import FORWARD_VARIANTS
-from bncourse.testing import Verdict, broadcast_hint, judge_outputs, numpy_output, pair
+from bncourse import cpu
+from bncourse.checks.core import Verdict, judge_outputs, part_pair
+from bncourse.checks.outputs import broadcast_hint, numpy_output, pair
+from bncourse.checks.variants import FORWARD_VARIANTS
 
 ASSIGNMENT = "03_bn_transform"
 TARGET = "batchnorm_forward"
@@ -146,8 +147,6 @@ def tolerance(case: dict[str, Any]) -> tuple[float, float]:
 
 def judge(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
     """Compare with bncourse.cpu's forward on the float64 copy of the inputs."""
-    from bncourse import cpu
-
     x, gamma, beta = (np.asarray(case[n], dtype=np.float64) for n in ("x", "gamma", "beta"))
     expected, _ = cpu.batchnorm_forward(x, gamma, beta, eps=case["eps"])
     return judge_outputs(
@@ -156,24 +155,16 @@ def judge(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
     )
 
 
-def _part(name: str, hidden: bool, description: str, cases: Any) -> Part:
-    return Part(
-        id=f"{ASSIGNMENT}-{name}", assignment=ASSIGNMENT, target=TARGET, points=2.0,
-        hidden=hidden, description=description, cases=cases, run=run, judge=judge,
-    )
-
-
 PARTS = [
-    _part("forward_2d", False,
-          "batchnorm_forward on (N, D) inputs, float64 and float32, with a tiny-variance column",
-          cases_2d),
-    _part("forward_2d_hidden", True,
-          "batchnorm_forward on (N, D): mean 1e4 x std in float32, a constant column, N = 2, "
-          "odd shapes, eps = 1e-3; inputs unchanged, dtype kept", cases_2d_hidden),
-    _part("forward_4d", False,
-          "batchnorm_forward on (N, C, H, W) inputs, float64 and float32", cases_4d),
-    _part("forward_4d_hidden", True,
-          "batchnorm_forward on (N, C, *spatial): odd shapes, 1 and 3 spatial axes, mean 1e4 x "
-          "std, a constant channel, tiny variance; inputs unchanged, dtype kept",
-          cases_4d_hidden),
+    *part_pair(ASSIGNMENT, "forward_2d", TARGET, (2.0, 2.0),
+               ("batchnorm_forward on (N, D) inputs, float64 and float32, with a tiny-variance "
+                "column",
+                "batchnorm_forward on (N, D): mean 1e4 x std in float32, a constant column, "
+                "N = 2, odd shapes, eps = 1e-3; inputs unchanged, dtype kept"),
+               (cases_2d, cases_2d_hidden), run, judge),
+    *part_pair(ASSIGNMENT, "forward_4d", TARGET, (2.0, 2.0),
+               ("batchnorm_forward on (N, C, H, W) inputs, float64 and float32",
+                "batchnorm_forward on (N, C, *spatial): odd shapes, 1 and 3 spatial axes, mean "
+                "1e4 x std, a constant channel, tiny variance; inputs unchanged, dtype kept"),
+               (cases_4d, cases_4d_hidden), run, judge),
 ]

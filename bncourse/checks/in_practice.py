@@ -1,14 +1,14 @@
 """Checks of assignment 06, BN in practice: a network trained with the student's own BN layers.
 
 The student's ``train(x, y, use_bn, lr, epochs=10, batch_size=32, seed=0)`` returns the
-trained parameters (the names and shapes of ``bncourse.mlp.expected_keys``). ``run`` trains on
+trained parameters (the names and shapes of ``bncourse.deepnet.expected_keys``). ``run`` trains on
 the training split of the digits; ``judge`` rebuilds the split from its seed, evaluates the
-returned parameters on the held-out test images with ``bncourse.mlp.predict`` (inference-mode
+returned parameters on the held-out test images with ``bncourse.deepnet.predict`` (inference-mode
 BN with the returned running statistics) and compares the accuracy with the stated targets.
 So the accuracy that earns points is computed by trusted code, from labels ``run`` never
 passes to the student's function.
 
-The experiment, measured with the solution over seeds 0-9 (tests/test_checks_more.py re-checks
+The experiment, measured with the solution over seeds 0-9 (tests/checks/test_in_practice.py re-checks
 seeds 1 and 2): at the large learning rate 1.5 the plain ReLU network diverges (9-11 % test
 accuracy, chance level) while the BN network reaches 95-98 %; at 0.1 the plain network reaches
 94-97 %. The targets (90 % and 50 %) sit far from every one of those numbers.
@@ -20,14 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from bncourse import mlp
-from bncourse.checks import Part, backprop, bn_transform
-from bncourse.checks._ex_helpers import array_output, fail, ok
+from bncourse import deepnet
+from bncourse.checks import backprop, bn_transform
+from bncourse.checks.core import Verdict, array_output, fail, ok, part
+from bncourse.checks.outputs import as_array
 from bncourse.data import load_digits
-from bncourse.mistakes import BACKWARD_VARIANTS
-from bncourse.testing import Verdict, as_array, judge_outputs
 
-A = "06_in_practice"
+ASSIGNMENT = "06_in_practice"
 
 HIGH_LR = 1.5
 LOW_LR = 0.1
@@ -53,11 +52,11 @@ def _run_train(train: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
 def _params_verdict(case: dict[str, Any], outputs: dict[str, np.ndarray], where: str
                     ) -> tuple[dict[str, np.ndarray], Verdict | None]:
     params = {}
-    for name, shape in mlp.expected_keys(bool(case["use_bn"])).items():
+    for name, shape in deepnet.expected_keys(bool(case["use_bn"])).items():
         array, verdict = array_output(outputs, name, where)
         if verdict is not None:
             return params, fail(f"{where}: the returned parameters have no {name!r} of shape {shape} "
-                                "(see bncourse.mlp.expected_keys)." if name not in outputs else verdict.message)
+                                "(see bncourse.deepnet.expected_keys)." if name not in outputs else verdict.message)
         if array.shape != shape:
             return params, fail(f"{where}: {name!r} has shape {array.shape}, expected {shape}.")
         params[name] = array
@@ -66,7 +65,7 @@ def _params_verdict(case: dict[str, Any], outputs: dict[str, np.ndarray], where:
 
 def _test_accuracy(case: dict[str, Any], params: dict[str, np.ndarray]) -> float:
     split = load_digits(seed=int(case["split_seed"]))
-    return mlp.accuracy(params, split.x_test, split.y_test)
+    return deepnet.accuracy(params, split.x_test, split.y_test)
 
 
 def _judge_reaches(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
@@ -78,7 +77,7 @@ def _judge_reaches(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verd
     if acc >= TARGET_ACCURACY:
         return ok()
     if bool(case["use_bn"]):
-        n_bn = len(mlp.HIDDEN_SIZES)
+        n_bn = len(deepnet.HIDDEN_SIZES)
         untouched = all(
             np.all(params[f"running_mean{layer}"] == 0) and np.all(params[f"running_var{layer}"] == 1)
             for layer in range(1, n_bn + 1)
@@ -116,7 +115,7 @@ def _judge_reproducible(case: dict[str, Any], outputs: dict[str, np.ndarray]) ->
     verdict = _judge_reaches(case, {k: v for k, v in outputs.items() if not k.startswith("again_")})
     if not verdict.passed:
         return verdict
-    for name in mlp.expected_keys(bool(case["use_bn"])):
+    for name in deepnet.expected_keys(bool(case["use_bn"])):
         again = outputs.get(f"again_{name}")
         if again is None or again.shape != outputs[name].shape or not np.array_equal(again, outputs[name]):
             return fail(f"train ({case['label']}): two runs with seed={case['seed']} gave different {name!r}; draw "
@@ -130,41 +129,32 @@ def _backward_cases_2d() -> list[dict[str, Any]]:
     return [case for case in backprop.backward_cases() if np.asarray(case["x"]).ndim == 2]
 
 
-def _judge_backward(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
-    from bncourse import cpu
-
-    x, gamma, beta, dout = (np.asarray(case[n], dtype=np.float64) for n in ("x", "gamma", "beta", "dout"))
-    _, cache = cpu.batchnorm_forward(x, gamma, beta, eps=case["eps"])
-    dx, dgamma, dbeta = cpu.batchnorm_backward(dout, cache)
-    # The tolerances of assignment 04 for the same cases (its own reasoning applies).
-    tolerance = backprop.TOL_FLOAT64 if np.asarray(case["x"]).dtype == np.float64 else backprop.TOL_FLOAT32
-    return judge_outputs("batchnorm_backward", case, outputs, {"dx": dx, "dgamma": dgamma, "dbeta": dbeta},
-                         tolerance, BACKWARD_VARIANTS, dtype_of="x", inputs=("dout",))
 
 
 PARTS = [
-    Part(id=f"{A}-batchnorm_forward", assignment=A, target="batchnorm_forward", points=1.0, hidden=False,
-         description="your batchnorm_forward from assignment 03, on (N, D) inputs",
-         cases=bn_transform.cases_2d, run=bn_transform.run, judge=bn_transform.judge),
-    Part(id=f"{A}-batchnorm_backward", assignment=A, target="batchnorm_backward", points=1.0, hidden=False,
-         description="your batchnorm_backward from assignment 04, on (N, D) inputs",
-         cases=_backward_cases_2d, run=backprop.run_backward, judge=_judge_backward),
-    Part(id=f"{A}-train_plain", assignment=A, target="train", points=2.0, hidden=False,
-         description=f"the plain network trained at lr = {LOW_LR} reaches {TARGET_ACCURACY:.0%} test accuracy",
-         cases=lambda: [_train_case(f"plain network, lr = {LOW_LR}", False, LOW_LR)],
-         run=_run_train, judge=_judge_reaches),
-    Part(id=f"{A}-plain_diverges", assignment=A, target="train", points=1.0, hidden=False,
-         description=f"the plain network trained at lr = {HIGH_LR} stays below {DIVERGED_ACCURACY:.0%}",
-         cases=lambda: [_train_case(f"plain network, lr = {HIGH_LR}", False, HIGH_LR)],
-         run=_run_train, judge=_judge_diverges),
-    Part(id=f"{A}-train_bn", assignment=A, target="train", points=3.0, hidden=False,
-         description=f"the BN network trained at lr = {HIGH_LR} reaches {TARGET_ACCURACY:.0%} test accuracy",
-         cases=lambda: [_train_case(f"BN network, lr = {HIGH_LR}", True, HIGH_LR)],
-         run=_run_train, judge=_judge_reaches),
-    Part(id=f"{A}-train_bn_hidden", assignment=A, target="train", points=2.0, hidden=True,
-         description=f"the BN network at lr = {HIGH_LR} on another split and seed reaches "
+    part(ASSIGNMENT, "batchnorm_forward", "batchnorm_forward", 1.0, False,
+         "your batchnorm_forward from assignment 03, on (N, D) inputs",
+         bn_transform.cases_2d, bn_transform.run, bn_transform.judge),
+    part(ASSIGNMENT, "batchnorm_backward", "batchnorm_backward", 1.0, False,
+         "your batchnorm_backward from assignment 04, on (N, D) inputs",
+         _backward_cases_2d, backprop.run_backward,
+         backprop.judge_backward("batchnorm_backward")),
+    part(ASSIGNMENT, "train_plain", "train", 2.0, False,
+         f"the plain network trained at lr = {LOW_LR} reaches {TARGET_ACCURACY:.0%} test accuracy",
+         lambda: [_train_case(f"plain network, lr = {LOW_LR}", False, LOW_LR)],
+         _run_train, _judge_reaches),
+    part(ASSIGNMENT, "plain_diverges", "train", 1.0, False,
+         f"the plain network trained at lr = {HIGH_LR} stays below {DIVERGED_ACCURACY:.0%}",
+         lambda: [_train_case(f"plain network, lr = {HIGH_LR}", False, HIGH_LR)],
+         _run_train, _judge_diverges),
+    part(ASSIGNMENT, "train_bn", "train", 3.0, False,
+         f"the BN network trained at lr = {HIGH_LR} reaches {TARGET_ACCURACY:.0%} test accuracy",
+         lambda: [_train_case(f"BN network, lr = {HIGH_LR}", True, HIGH_LR)],
+         _run_train, _judge_reaches),
+    part(ASSIGNMENT, "train_bn_hidden", "train", 2.0, True,
+         f"the BN network at lr = {HIGH_LR} on another split and seed reaches "
          f"{TARGET_ACCURACY:.0%}, and the same seed gives the same parameters",
-         cases=lambda: [_train_case(f"BN network, lr = {HIGH_LR}, seed = 3, split seed = 1", True, HIGH_LR,
-                                    seed=3, split_seed=1)],
-         run=_run_twice, judge=_judge_reproducible),
+         lambda: [_train_case(f"BN network, lr = {HIGH_LR}, seed = 3, split seed = 1", True, HIGH_LR,
+                              seed=3, split_seed=1)],
+         _run_twice, _judge_reproducible),
 ]

@@ -9,22 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from bncourse.checks import Part
-from bncourse.mistakes import (
+from bncourse import cpu
+from bncourse.checks.core import Variant, Verdict, judge_outputs, part_pair
+from bncourse.checks.outputs import as_array, broadcast_hint, numpy_output, pair
+from bncourse.checks.variants import (
     FOLD_VARIANTS,
     INFERENCE_VARIANTS,
     POPULATION_VARIANTS,
     RUNNING_VARIANTS,
-    Variant,
     channel_axes,
-)
-from bncourse.testing import (
-    Verdict,
-    as_array,
-    broadcast_hint,
-    judge_outputs,
-    numpy_output,
-    pair,
 )
 
 ASSIGNMENT = "05_inference"
@@ -121,8 +114,6 @@ def run_running(update_running_stats: Any, case: dict[str, Any]) -> dict[str, np
 
 
 def judge_running(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
-    from bncourse import cpu
-
     mean, var, x = (np.asarray(case[n], dtype=np.float64) for n in ("running_mean", "running_var", "x"))
     new_mean, new_var = cpu.update_running_stats(mean, var, x, momentum=case["momentum"])
     return judge_outputs("update_running_stats", case, outputs,
@@ -165,8 +156,6 @@ def run_population(population_stats: Any, case: dict[str, Any]) -> dict[str, np.
 
 
 def judge_population(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
-    from bncourse import cpu
-
     batches = np.asarray(case["batches"], dtype=np.float64)
     mean, var = cpu.population_stats(list(batches))
     return judge_outputs("population_stats", case, outputs, {"mean": mean, "var": var},
@@ -213,8 +202,6 @@ def run_inference(batchnorm_inference: Any, case: dict[str, Any]) -> dict[str, n
 
 
 def judge_inference(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
-    from bncourse import cpu
-
     arrays = [np.asarray(case[n], dtype=np.float64) for n in _INFERENCE_INPUTS]
     out = cpu.batchnorm_inference(*arrays, eps=case["eps"])
     return judge_outputs("batchnorm_inference", case, outputs, {"out": out}, _tolerance(case),
@@ -277,8 +264,6 @@ def run_fold(fold_batchnorm: Any, case: dict[str, Any]) -> dict[str, np.ndarray]
 
 
 def judge_fold(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
-    from bncourse import cpu
-
     arrays = {n: np.asarray(case[n], dtype=np.float64) for n in _FOLD_INPUTS}
     if case.get("no_bias"):
         arrays["bias"] = None
@@ -321,7 +306,7 @@ def layer_cases_hidden() -> list[dict[str, Any]]:
 
 def run_layer(layer_class: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
     """STEPS training steps (outputs, input gradients, running stats), then eval outputs."""
-    import torch
+    import torch  # on first use: the NumPy parts of this assignment load without it
 
     channels = case["weight"].shape[0]
     layer = layer_class(channels, eps=case["eps"], momentum=case["momentum"])
@@ -444,7 +429,7 @@ LAYER_VARIANTS = (
 
 def judge_layer(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
     """Expected results from torch.nn.BatchNorm1d in float64 on the same data."""
-    import torch
+    import torch  # on first use, as in run_layer
 
     reference = torch.nn.BatchNorm1d(case["weight"].shape[0], eps=case["eps"],
                                      momentum=case["momentum"]).double()
@@ -471,40 +456,27 @@ def judge_layer(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict
 # --------------------------------------------------------------------------- parts
 
 
-def _part(name: str, target: str, points: float, hidden: bool, description: str, cases: Any,
-          run: Any, judge: Any) -> Part:
-    return Part(id=f"{ASSIGNMENT}-{name}", assignment=ASSIGNMENT, target=target, points=points,
-                hidden=hidden, description=description, cases=cases, run=run, judge=judge)
-
-
 PARTS = [
-    _part("running_stats", "update_running_stats", 1.0, False,
-          "update_running_stats on (N, C), float64 and float32", running_cases, run_running,
-          judge_running),
-    _part("running_stats_hidden", "update_running_stats", 1.0, True,
-          "update_running_stats: N = 2, (N, C, H, W), (N, C, L), momentum 0.3 and 1.0; inputs "
-          "unchanged, dtype kept", running_cases_hidden, run_running, judge_running),
-    _part("population_stats", "population_stats", 1.0, False,
-          "population_stats over several (m, C) batches", population_cases, run_population,
-          judge_population),
-    _part("population_stats_hidden", "population_stats", 1.0, True,
-          "population_stats: a single batch with m = 2, (N, C, H, W) batches",
-          population_cases_hidden, run_population, judge_population),
-    _part("inference", "batchnorm_inference", 1.0, False,
-          "batchnorm_inference on (N, C) and (N, C, H, W)", inference_cases, run_inference,
-          judge_inference),
-    _part("inference_hidden", "batchnorm_inference", 1.0, True,
-          "batchnorm_inference: a single example, (N, C, L), eps = 1e-2, float32",
-          inference_cases_hidden, run_inference, judge_inference),
-    _part("fold", "fold_batchnorm", 1.0, False,
-          "fold_batchnorm into Linear layers with bias", fold_cases, run_fold, judge_fold),
-    _part("fold_hidden", "fold_batchnorm", 1.0, True,
-          "fold_batchnorm: Conv2d and Conv1d weights, bias None, eps = 1e-3",
-          fold_cases_hidden, run_fold, judge_fold),
-    _part("layer", "BatchNorm1d", 2.0, False,
-          "BatchNorm1d against torch.nn.BatchNorm1d: 3 training steps (outputs, input "
-          "gradients, running statistics), then eval", layer_cases, run_layer, judge_layer),
-    _part("layer_hidden", "BatchNorm1d", 1.0, True,
-          "BatchNorm1d: N = 2 with momentum 0.3 and eps = 1e-3, (N, C, L) inputs",
-          layer_cases_hidden, run_layer, judge_layer),
+    *part_pair(ASSIGNMENT, "running_stats", "update_running_stats", (1.0, 1.0),
+               ("update_running_stats on (N, C), float64 and float32",
+                "update_running_stats: N = 2, (N, C, H, W), (N, C, L), momentum 0.3 and 1.0; "
+                "inputs unchanged, dtype kept"),
+               (running_cases, running_cases_hidden), run_running, judge_running),
+    *part_pair(ASSIGNMENT, "population_stats", "population_stats", (1.0, 1.0),
+               ("population_stats over several (m, C) batches",
+                "population_stats: a single batch with m = 2, (N, C, H, W) batches"),
+               (population_cases, population_cases_hidden), run_population, judge_population),
+    *part_pair(ASSIGNMENT, "inference", "batchnorm_inference", (1.0, 1.0),
+               ("batchnorm_inference on (N, C) and (N, C, H, W)",
+                "batchnorm_inference: a single example, (N, C, L), eps = 1e-2, float32"),
+               (inference_cases, inference_cases_hidden), run_inference, judge_inference),
+    *part_pair(ASSIGNMENT, "fold", "fold_batchnorm", (1.0, 1.0),
+               ("fold_batchnorm into Linear layers with bias",
+                "fold_batchnorm: Conv2d and Conv1d weights, bias None, eps = 1e-3"),
+               (fold_cases, fold_cases_hidden), run_fold, judge_fold),
+    *part_pair(ASSIGNMENT, "layer", "BatchNorm1d", (2.0, 1.0),
+               ("BatchNorm1d against torch.nn.BatchNorm1d: 3 training steps (outputs, input "
+                "gradients, running statistics), then eval",
+                "BatchNorm1d: N = 2 with momentum 0.3 and eps = 1e-3, (N, C, L) inputs"),
+               (layer_cases, layer_cases_hidden), run_layer, judge_layer),
 ]

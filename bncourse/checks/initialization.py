@@ -1,7 +1,7 @@
 """Checks of assignment 01, initialisation: Xavier/Glorot weights, per-layer statistics, signals.
 
 Each ``Part`` pairs a ``run`` (executes in the student's process, returns plain arrays) with a
-``judge`` (trusted: recomputes the expectation with ``bncourse.init`` and names the mistake).
+``judge`` (trusted: recomputes the expectation with ``bncourse.initialization`` and names the mistake).
 
 Random initialisers cannot be compared entry by entry with a reference (a student may draw
 in another order), so their judges test the law instead: shape, bound, variance, shape of
@@ -11,16 +11,17 @@ make each statistical test's false-failure probability negligible (see the toler
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from bncourse import init as ref
-from bncourse.checks import Part
-from bncourse.checks._ex_helpers import array_output, compare_arrays, fail, ok
-from bncourse.testing import Verdict, as_array, unchanged
+from bncourse import initialization as ref
+from bncourse.checks.core import Verdict, array_output, compare_arrays, fail, first_failure, ok, part, part_pair
+from bncourse.checks.core import unchanged as inputs_unchanged
+from bncourse.checks.outputs import as_array
 
-A = "01_initialization"
+ASSIGNMENT = "01_initialization"
 
 # ---------------------------------------------------------------------------------------------
 # Xavier uniform / normal
@@ -85,83 +86,148 @@ def _run_xavier(init_fn: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
     }
 
 
-def _judge_xavier(case: dict[str, Any], outputs: dict[str, np.ndarray], law: str) -> Verdict:
+@dataclass(frozen=True)
+class _Draw:
+    """One xavier case and the three draws that came back, for the property checks below."""
+
+    where: str
+    law: str  # "uniform" or "normal"
+    fan_in: int
+    fan_out: int
+    w: np.ndarray
+    same_seed: np.ndarray
+    other_seed: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.fan_out, self.fan_in)
+
+    @property
+    def target(self) -> float:
+        return ref.xavier_variance(self.fan_in, self.fan_out)
+
+    @property
+    def variance(self) -> float:
+        """The mean square of the draw (its variance about the law's mean, 0)."""
+        return float(np.mean(self.w.astype(np.float64) ** 2))
+
+    @property
+    def large(self) -> bool:
+        """Enough entries for the statistical tests (see VARIANCE_RTOL)."""
+        return self.w.size >= 30_000
+
+
+def _read_draw(case: dict[str, Any], outputs: dict[str, np.ndarray], law: str) -> _Draw | Verdict:
     fan_in, fan_out = int(case["fan_in"]), int(case["fan_out"])
     where = f"xavier_{law}({fan_in}, {fan_out}, rng)"
-    shape = (fan_out, fan_in)
     arrays = {}
     for key in ("w", "w_same_seed", "w_other_seed"):
         array, verdict = array_output(outputs, key, where)
         if verdict is not None:
             return verdict
         arrays[key] = array
-    w = arrays["w"]
-    if w.shape != shape:
-        if w.shape == shape[::-1] and fan_in != fan_out:
-            return fail(
-                f"{where} returned shape {w.shape}; the course stores W as (fan_out, fan_in) = {shape} "
-                "(PyTorch's layout, x = u @ W.T): your matrix is transposed.",
-                "transposed_shape",
-            )
-        return fail(f"{where}: expected shape {shape} (fan_out, fan_in), got {w.shape}.")
-    if not np.all(np.isfinite(w)):
-        return fail(f"{where} returned non-finite values.")
-    if arrays["w_same_seed"].shape != shape or not np.array_equal(w, arrays["w_same_seed"]):
+    return _Draw(where, law, fan_in, fan_out, arrays["w"], arrays["w_same_seed"], arrays["w_other_seed"])
+
+
+def _check_shape(d: _Draw) -> Verdict | None:
+    if d.w.shape == d.shape:
+        return None
+    if d.w.shape == d.shape[::-1] and d.fan_in != d.fan_out:
         return fail(
-            f"{where} gave different weights for two generators with the same seed: draw from the "
+            f"{d.where} returned shape {d.w.shape}; the course stores W as (fan_out, fan_in) = {d.shape} "
+            "(PyTorch's layout, x = u @ W.T): your matrix is transposed.",
+            "transposed_shape",
+        )
+    return fail(f"{d.where}: expected shape {d.shape} (fan_out, fan_in), got {d.w.shape}.")
+
+
+def _check_finite_draw(d: _Draw) -> Verdict | None:
+    return None if np.all(np.isfinite(d.w)) else fail(f"{d.where} returned non-finite values.")
+
+
+def _check_rng(d: _Draw) -> Verdict | None:
+    """The ``rng`` argument alone decides the draw."""
+    if d.same_seed.shape != d.shape or not np.array_equal(d.w, d.same_seed):
+        return fail(
+            f"{d.where} gave different weights for two generators with the same seed: draw from the "
             "`rng` argument (e.g. rng.uniform / rng.normal), not from np.random's global state.",
             "ignores_rng",
         )
-    if arrays["w_other_seed"].shape == shape and np.array_equal(w, arrays["w_other_seed"]) and w.size > 1:
+    if d.other_seed.shape == d.shape and np.array_equal(d.w, d.other_seed) and d.w.size > 1:
         return fail(
-            f"{where} gave the same weights for generators with different seeds: the draw must come "
+            f"{d.where} gave the same weights for generators with different seeds: the draw must come "
             "from the `rng` argument.",
             "ignores_rng",
         )
-    target = ref.xavier_variance(fan_in, fan_out)
-    if law == "uniform":
-        bound = np.sqrt(3 * target)
-        # 1e-6 relative: a bound computed in float32 may round up by half an ulp (6e-8).
-        if np.max(np.abs(w)) > bound * (1 + 1e-6):
-            right_variance = abs(np.mean(w.astype(np.float64) ** 2) / target - 1) <= VARIANCE_RTOL
-            if w.size >= 30_000 and right_variance:
-                return fail(
-                    f"{where}: the variance is right but entries reach {np.max(np.abs(w)):.4g}, beyond the bound "
-                    f"a = {bound:.4g}: this looks like a normal law where the uniform one U[-a, a] was asked.",
-                    "normal_instead_of_uniform",
-                )
-            return _wrong_scale(where, w, fan_in, fan_out) or fail(
-                f"{where} has an entry of magnitude {np.max(np.abs(w)):.4g}, outside the bound "
-                f"a = sqrt(6/(fan_in + fan_out)) = {bound:.4g}."
-            )
-    if w.size < 30_000:
-        return ok()  # too few entries for a reliable statistical test; shape and bound checked
-    var = float(np.mean(w.astype(np.float64) ** 2))
-    if abs(var / target - 1) > VARIANCE_RTOL:
-        return _wrong_scale(where, w, fan_in, fan_out) or fail(
-            f"{where}: the entries have variance {var:.4g} (mean square), expected "
-            f"2/(fan_in + fan_out) = {target:.4g}."
+    return None
+
+
+def _check_bound(d: _Draw) -> Verdict | None:
+    """U[-a, a] never leaves [-a, a]."""
+    bound = np.sqrt(3 * d.target)
+    # 1e-6 relative: a bound computed in float32 may round up by half an ulp (6e-8).
+    if d.law != "uniform" or np.max(np.abs(d.w)) <= bound * (1 + 1e-6):
+        return None
+    if d.large and abs(d.variance / d.target - 1) <= VARIANCE_RTOL:
+        return fail(
+            f"{d.where}: the variance is right but entries reach {np.max(np.abs(d.w)):.4g}, beyond the bound "
+            f"a = {bound:.4g}: this looks like a normal law where the uniform one U[-a, a] was asked.",
+            "normal_instead_of_uniform",
         )
-    mean = float(np.mean(w, dtype=np.float64))
+    return _wrong_scale(d.where, d.w, d.fan_in, d.fan_out) or fail(
+        f"{d.where} has an entry of magnitude {np.max(np.abs(d.w)):.4g}, outside the bound "
+        f"a = sqrt(6/(fan_in + fan_out)) = {bound:.4g}."
+    )
+
+
+def _check_variance(d: _Draw) -> Verdict | None:
+    if not d.large or abs(d.variance / d.target - 1) <= VARIANCE_RTOL:
+        return None
+    return _wrong_scale(d.where, d.w, d.fan_in, d.fan_out) or fail(
+        f"{d.where}: the entries have variance {d.variance:.4g} (mean square), expected "
+        f"2/(fan_in + fan_out) = {d.target:.4g}."
+    )
+
+
+def _check_mean(d: _Draw) -> Verdict | None:
+    mean = float(np.mean(d.w, dtype=np.float64))
     # The sample mean has standard error sqrt(target / n) <= 0.006 * sqrt(target) here.
-    if abs(mean) > 0.05 * np.sqrt(target):
-        return fail(f"{where}: the entries have mean {mean:.3g}; Xavier weights are centred on 0.")
-    std = np.sqrt(target)
-    if law == "uniform":
+    if not d.large or abs(mean) <= 0.05 * np.sqrt(d.target):
+        return None
+    return fail(f"{d.where}: the entries have mean {mean:.3g}; Xavier weights are centred on 0.")
+
+
+def _check_law(d: _Draw) -> Verdict | None:
+    """The shape of the distribution, from the share of small entries."""
+    if not d.large:
+        return None
+    std = np.sqrt(d.target)
+    if d.law == "uniform":
         # U[-a, a]: P(|w| < a/2) = 0.5; a normal law of the same variance gives 0.61.
-        inside, expected = float(np.mean(np.abs(w) < np.sqrt(3) * std / 2)), 0.5
+        inside, expected = float(np.mean(np.abs(d.w) < np.sqrt(3) * std / 2)), 0.5
         other, other_name = "normal_instead_of_uniform", "a normal law where the uniform one was asked"
     else:
         # N(0, s^2): P(|w| < s) = 0.683; a uniform law of the same variance gives 0.577.
-        inside, expected = float(np.mean(np.abs(w) < std)), 0.6827
+        inside, expected = float(np.mean(np.abs(d.w) < std)), 0.6827
         other, other_name = "uniform_instead_of_normal", "a uniform law where the normal one was asked"
-    if abs(inside - expected) > FRACTION_ATOL:
-        return fail(
-            f"{where}: the variance is right but the shape of the distribution is not: this looks "
-            f"like {other_name} (share of small entries {inside:.3f}, expected {expected:.3f}).",
-            other,
-        )
-    return ok()
+    if abs(inside - expected) <= FRACTION_ATOL:
+        return None
+    return fail(
+        f"{d.where}: the variance is right but the shape of the distribution is not: this looks "
+        f"like {other_name} (share of small entries {inside:.3f}, expected {expected:.3f}).",
+        other,
+    )
+
+
+# In this order: the message names the first property that fails. Below 30,000 entries only
+# the first four apply (too few entries for a reliable statistical test).
+_XAVIER_PROPERTIES = (_check_shape, _check_finite_draw, _check_rng, _check_bound, _check_variance,
+                      _check_mean, _check_law)
+
+
+def _judge_xavier(case: dict[str, Any], outputs: dict[str, np.ndarray], law: str) -> Verdict:
+    draw = _read_draw(case, outputs, law)
+    return draw if isinstance(draw, Verdict) else first_failure(_XAVIER_PROPERTIES, draw)
 
 
 def _wrong_scale(where: str, w: np.ndarray, fan_in: int, fan_out: int) -> Verdict | None:
@@ -267,7 +333,7 @@ def _judge_stats(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdic
     # >= 2e-3 on these cases. float32 inputs through <= 3 layers: a few hundred ulps, so 1e-4.
     rtol = 1e-6 if u.dtype == np.float64 else 1e-4
     names = ["u"] + [f"w{i}" for i in range(len(weights))]
-    mutated = unchanged(case, outputs, names)
+    mutated = inputs_unchanged(case, outputs, names)
     if mutated:
         return fail(f"{where}: {mutated}", "mutates_input")
     got = {}
@@ -366,83 +432,34 @@ def _judge_classify(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Ver
     return fail(f"For {what} you returned {got!r}, expected {expected!r}.")
 
 
+def _judge_xavier_uniform(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
+    return _judge_xavier(case, outputs, "uniform")
+
+
+def _judge_xavier_normal(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
+    return _judge_xavier(case, outputs, "normal")
+
+
 PARTS = [
-    Part(
-        id=f"{A}-xavier_uniform",
-        assignment=A,
-        target="xavier_uniform",
-        points=2.0,
-        hidden=False,
-        description="xavier_uniform: shape (fan_out, fan_in), bound, variance 2/(fan_in+fan_out), "
-        "uniform law, uses rng",
-        cases=_xavier_visible_cases,
-        run=_run_xavier,
-        judge=lambda case, out: _judge_xavier(case, out, "uniform"),
-    ),
-    Part(
-        id=f"{A}-xavier_uniform_hidden",
-        assignment=A,
-        target="xavier_uniform",
-        points=1.0,
-        hidden=True,
-        description="xavier_uniform on a single row/column and a very unbalanced layer",
-        cases=_xavier_hidden_cases,
-        run=_run_xavier,
-        judge=lambda case, out: _judge_xavier(case, out, "uniform"),
-    ),
-    Part(
-        id=f"{A}-xavier_normal",
-        assignment=A,
-        target="xavier_normal",
-        points=2.0,
-        hidden=False,
-        description="xavier_normal: shape, variance 2/(fan_in+fan_out), normal law, uses rng",
-        cases=lambda: _xavier_visible_cases() + _xavier_hidden_cases(),
-        run=_run_xavier,
-        judge=lambda case, out: _judge_xavier(case, out, "normal"),
-    ),
-    Part(
-        id=f"{A}-activation_stats",
-        assignment=A,
-        target="activation_stats",
-        points=2.0,
-        hidden=False,
-        description="activation_stats: per-layer mean and std of z = g(u W^T) against the float64 reference",
-        cases=_stats_visible_cases,
-        run=_run_stats,
-        judge=_judge_stats,
-    ),
-    Part(
-        id=f"{A}-activation_stats_hidden",
-        assignment=A,
-        target="activation_stats",
-        points=1.0,
-        hidden=True,
-        description="activation_stats: one layer and one example, non-square layers, float32, inputs not mutated",
-        cases=_stats_hidden_cases,
-        run=_run_stats,
-        judge=_judge_stats,
-    ),
-    Part(
-        id=f"{A}-classify_signal",
-        assignment=A,
-        target="classify_signal",
-        points=1.0,
-        hidden=False,
-        description="classify_signal on std profiles of real linear and ReLU forward passes",
-        cases=lambda: _profile_cases(_VISIBLE_PROFILES),
-        run=_run_classify,
-        judge=_judge_classify,
-    ),
-    Part(
-        id=f"{A}-classify_signal_hidden",
-        assignment=A,
-        target="classify_signal",
-        points=1.0,
-        hidden=True,
-        description="classify_signal on tanh/sigmoid profiles, overflow (inf/nan), underflow (zeros), depth 2",
-        cases=lambda: _profile_cases(_HIDDEN_PROFILES),
-        run=_run_classify,
-        judge=_judge_classify,
-    ),
+    *part_pair(ASSIGNMENT, "xavier_uniform", "xavier_uniform", (2.0, 1.0),
+               ("xavier_uniform: shape (fan_out, fan_in), bound, variance 2/(fan_in+fan_out), "
+                "uniform law, uses rng",
+                "xavier_uniform on a single row/column and a very unbalanced layer"),
+               (_xavier_visible_cases, _xavier_hidden_cases), _run_xavier, _judge_xavier_uniform),
+    part(ASSIGNMENT, "xavier_normal", "xavier_normal", 2.0, False,
+         "xavier_normal: shape, variance 2/(fan_in+fan_out), normal law, uses rng",
+         lambda: _xavier_visible_cases() + _xavier_hidden_cases(), _run_xavier,
+         _judge_xavier_normal),
+    *part_pair(ASSIGNMENT, "activation_stats", "activation_stats", (2.0, 1.0),
+               ("activation_stats: per-layer mean and std of z = g(u W^T) against the float64 "
+                "reference",
+                "activation_stats: one layer and one example, non-square layers, float32, inputs "
+                "not mutated"),
+               (_stats_visible_cases, _stats_hidden_cases), _run_stats, _judge_stats),
+    *part_pair(ASSIGNMENT, "classify_signal", "classify_signal", (1.0, 1.0),
+               ("classify_signal on std profiles of real linear and ReLU forward passes",
+                "classify_signal on tanh/sigmoid profiles, overflow (inf/nan), underflow "
+                "(zeros), depth 2"),
+               (lambda: _profile_cases(_VISIBLE_PROFILES), lambda: _profile_cases(_HIDDEN_PROFILES)),
+               _run_classify, _judge_classify),
 ]

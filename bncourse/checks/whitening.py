@@ -11,17 +11,28 @@ outside the square root, principal axes in increasing order.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from bncourse import cpu, flops
-from bncourse.checks import Part
-from bncourse.checks._ex_helpers import array_output, fail, ok
-from bncourse.mistakes import Variant, diagnose
-from bncourse.testing import Verdict, as_array, compare, unchanged
+from bncourse.checks.core import (
+    Variant,
+    Verdict,
+    array_output,
+    compare,
+    diagnose,
+    fail,
+    first_failure,
+    ok,
+    part,
+    part_pair,
+    unchanged,
+)
+from bncourse.checks.outputs import as_array
 
-A = "02_whitening"
+ASSIGNMENT = "02_whitening"
 
 # ---------------------------------------------------------------------------------------------
 # Data
@@ -237,9 +248,30 @@ def _whiten_tolerance(x: np.ndarray) -> tuple[float, float]:
     return (1e-6, 1e-8) if x.dtype == np.float64 else (1e-3, 1e-3)
 
 
-def _judge_whiten(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
+@dataclass(frozen=True)
+class _Whitened:
+    """One whiten case and what came back, in float64, for the property checks below."""
+
+    where: str
+    method: str
+    eps: float
+    x: np.ndarray  # float64
+    got: dict[str, np.ndarray]  # x_white, W, mean (float64, shapes checked)
+    tol: tuple[float, float]
+    degenerate: bool
+
+    def reference(self, method: str | None = None, **mistake: Any) -> np.ndarray:
+        return _reference_whitening(self.x, method or self.method, self.eps, **mistake)
+
+    def matches(self, W: np.ndarray) -> bool:
+        """Whether the W that came back is ``W`` (up to each axis's sign for PCA)."""
+        got = _align_signs(self.got["W"], W) if self.method == "pca" else self.got["W"]
+        return _close(got, W, self.tol)
+
+
+def _read_whiten(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> _Whitened | Verdict:
+    """The outputs as float64 arrays of the right shapes and dtype, or the failing verdict."""
     x = np.asarray(case["x"])
-    method, eps = str(case["method"]), float(case["eps"])
     N, D = x.shape
     where = f"whiten ({case['label']})"
     mutated = unchanged(case, outputs, ["x"])
@@ -256,79 +288,115 @@ def _judge_whiten(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdi
             return fail(f"{where}: `{key}` is {array.dtype} but x is {x.dtype}; keep the input's dtype.",
                         "dtype_changed")
         got[key] = array.astype(np.float64)
-    tol = _whiten_tolerance(x)
-    x64 = x.astype(np.float64)
-    W_ref = _reference_whitening(x64, method, eps)
-    if not all(np.all(np.isfinite(a)) for a in got.values()):
-        if case.get("degenerate"):
-            return fail(f"{where}: non-finite values: a constant feature has covariance eigenvalue 0, so eps is "
-                        "needed in 1 / sqrt(lambda + eps).", "no_eps")
-        return fail(f"{where}: the outputs hold inf or NaN.")
-    # The mean.
-    if compare("mean", got["mean"], x64.mean(axis=0), *tol):
-        uncentred = _reference_whitening(x64, method, eps, centre=False)
-        if np.allclose(got["mean"], 0.0) or _close(_align_signs(got["W"], uncentred), uncentred, tol):
-            return fail(f"{where}: the data do not seem to be centred; subtract the feature means before "
-                        "computing the covariance, and return them as `mean`.", "no_centering")
-        return fail(f"{where}: {compare('mean', got['mean'], x64.mean(axis=0), *tol)}")
-    # x_white must be the centred data times the W returned.
-    centred = x64 - got["mean"]
-    if not _close(got["x_white"], centred @ got["W"], tol):
-        if _close(got["x_white"], centred @ got["W"].T, tol):
-            return fail(f"{where}: x_white equals (x - mean) @ W.T, not (x - mean) @ W: the W you return is the "
-                        "transpose of the one you apply.", "w_transposed")
-        if _close(got["x_white"], x64 @ got["W"], tol):
-            return fail(f"{where}: x_white equals x @ W; apply W to the centred data, (x - mean) @ W.",
-                        "no_centering")
-        return fail(f"{where}: x_white is not (x - mean) @ W for the mean and W you return.")
-    # ZCA: W is the symmetric Sigma^{-1/2}.
-    symmetric = _close(got["W"], got["W"].T, tol)
-    W_pca = _reference_whitening(x64, "pca", eps)
-    if method == "zca" and not symmetric:
-        if _close(_align_signs(got["W"], W_pca), W_pca, tol):
-            return fail(f"{where}: W is PCA's U diag(1/sqrt(lambda + eps)), but ZCA was asked: rotate back, "
+    return _Whitened(where, str(case["method"]), float(case["eps"]), x.astype(np.float64), got,
+                     _whiten_tolerance(x), bool(case.get("degenerate")))
+
+
+def _check_finite(w: _Whitened) -> Verdict | None:
+    if all(np.all(np.isfinite(a)) for a in w.got.values()):
+        return None
+    if w.degenerate:
+        return fail(f"{w.where}: non-finite values: a constant feature has covariance eigenvalue 0, so eps is "
+                    "needed in 1 / sqrt(lambda + eps).", "no_eps")
+    return fail(f"{w.where}: the outputs hold inf or NaN.")
+
+
+def _check_mean(w: _Whitened) -> Verdict | None:
+    problem = compare("mean", w.got["mean"], w.x.mean(axis=0), *w.tol)
+    if problem is None:
+        return None
+    uncentred = w.reference(centre=False)
+    if np.allclose(w.got["mean"], 0.0) or _close(_align_signs(w.got["W"], uncentred), uncentred, w.tol):
+        return fail(f"{w.where}: the data do not seem to be centred; subtract the feature means before "
+                    "computing the covariance, and return them as `mean`.", "no_centering")
+    return fail(f"{w.where}: {problem}")
+
+
+def _check_product(w: _Whitened) -> Verdict | None:
+    """x_white must be the centred data times the W returned."""
+    centred = w.x - w.got["mean"]
+    if _close(w.got["x_white"], centred @ w.got["W"], w.tol):
+        return None
+    if _close(w.got["x_white"], centred @ w.got["W"].T, w.tol):
+        return fail(f"{w.where}: x_white equals (x - mean) @ W.T, not (x - mean) @ W: the W you return is the "
+                    "transpose of the one you apply.", "w_transposed")
+    if _close(w.got["x_white"], w.x @ w.got["W"], w.tol):
+        return fail(f"{w.where}: x_white equals x @ W; apply W to the centred data, (x - mean) @ W.",
+                    "no_centering")
+    return fail(f"{w.where}: x_white is not (x - mean) @ W for the mean and W you return.")
+
+
+def _check_symmetry(w: _Whitened) -> Verdict | None:
+    """ZCA's W is the symmetric Sigma^(-1/2); PCA's is not."""
+    symmetric = _close(w.got["W"], w.got["W"].T, w.tol)
+    if w.method == "zca" and not symmetric:
+        W_pca = w.reference("pca")
+        if _close(_align_signs(w.got["W"], W_pca), W_pca, w.tol):
+            return fail(f"{w.where}: W is PCA's U diag(1/sqrt(lambda + eps)), but ZCA was asked: rotate back, "
                         "W = U diag(1/sqrt(lambda + eps)) U^T, which is symmetric.", "pca_instead_of_zca")
-        return fail(f"{where}: ZCA's W = Sigma^(-1/2) is symmetric, but yours is not.")
-    if method == "pca" and D > 1 and symmetric:
-        W_zca = _reference_whitening(x64, "zca", eps)
-        if _close(got["W"], W_zca, tol):
-            return fail(f"{where}: W is ZCA's (symmetric) one, but PCA was asked: W = U diag(1/sqrt(lambda + eps)) "
-                        "with the principal axes U as columns.", "zca_instead_of_pca")
-    # cov(x_white) = I (1/N normalisation), where every eigenvalue is far above eps.
-    if not case.get("degenerate"):
-        cov = got["x_white"].T @ got["x_white"] / N
-        # The exact covariance is diag(lambda / (lambda + eps)) rotated: I up to eps / lambda <= 2e-4
-        # for these data (eps = 1e-5) or 0.2 (eps = 1e-2); add the float tolerance on top.
-        identity_atol = 10 * eps / 0.05 + 10 * tol[0]
-        if np.max(np.abs(cov - np.eye(D))) > identity_atol:
-            if np.max(np.abs(cov - (N - 1) / N * np.eye(D))) <= identity_atol:
-                return fail(f"{where}: cov(x_white) = (N-1)/N I: the covariance was divided by N - 1; the course's "
-                            "whiten divides by N (as BN's batch variance does).", "unbiased_covariance")
-            i, j = np.unravel_index(np.argmax(np.abs(cov - np.eye(D))), cov.shape)
-            return fail(f"{where}: the covariance of x_white (divided by N) is not the identity: entry ({i}, {j}) "
-                        f"is {cov[i, j]:.4g}.")
-    # Agreement with the reference, up to the sign of each principal axis for PCA.
-    W_got = _align_signs(got["W"], W_ref) if method == "pca" else got["W"]
-    if _close(W_got, W_ref, tol):
-        return ok()
-    if method == "pca" and _close(_align_signs(got["W"], W_ref[:, ::-1]), W_ref[:, ::-1], tol):
-        return fail(f"{where}: the principal axes are in increasing order of variance (np.linalg.eigh's order); "
+        return fail(f"{w.where}: ZCA's W = Sigma^(-1/2) is symmetric, but yours is not.")
+    if w.method == "pca" and w.x.shape[1] > 1 and symmetric and _close(w.got["W"], w.reference("zca"), w.tol):
+        return fail(f"{w.where}: W is ZCA's (symmetric) one, but PCA was asked: W = U diag(1/sqrt(lambda + eps)) "
+                    "with the principal axes U as columns.", "zca_instead_of_pca")
+    return None
+
+
+def _check_identity_covariance(w: _Whitened) -> Verdict | None:
+    """cov(x_white) = I (1/N normalisation), where every eigenvalue is far above eps."""
+    if w.degenerate:
+        return None
+    N, D = w.x.shape
+    cov = w.got["x_white"].T @ w.got["x_white"] / N
+    # The exact covariance is diag(lambda / (lambda + eps)) rotated: I up to eps / lambda <= 2e-4
+    # for these data (eps = 1e-5) or 0.2 (eps = 1e-2); add the float tolerance on top.
+    identity_atol = 10 * w.eps / 0.05 + 10 * w.tol[0]
+    if np.max(np.abs(cov - np.eye(D))) <= identity_atol:
+        return None
+    if np.max(np.abs(cov - (N - 1) / N * np.eye(D))) <= identity_atol:
+        return fail(f"{w.where}: cov(x_white) = (N-1)/N I: the covariance was divided by N - 1; the course's "
+                    "whiten divides by N (as BN's batch variance does).", "unbiased_covariance")
+    i, j = np.unravel_index(np.argmax(np.abs(cov - np.eye(D))), cov.shape)
+    return fail(f"{w.where}: the covariance of x_white (divided by N) is not the identity: entry ({i}, {j}) "
+                f"is {cov[i, j]:.4g}.")
+
+
+# Known mistakes in W once the properties above hold: (the W they give, mistake id, sentence).
+def _w_mistakes(w: _Whitened) -> list[tuple[np.ndarray, str, str]]:
+    return [
+        (w.reference(sqrt_rule="sqrt(l)+eps"), "eps_outside_sqrt",
+         "eps seems to be added outside the square root; use 1 / sqrt(lambda + eps)."),
+        (w.reference(sqrt_rule="sqrt(l)"), "no_eps", "eps seems to be missing; use 1 / sqrt(lambda + eps)."),
+    ]
+
+
+def _check_reference(w: _Whitened) -> Verdict | None:
+    """Agreement with the reference, up to the sign of each principal axis for PCA."""
+    W_ref = w.reference()
+    if w.matches(W_ref):
+        return None
+    if w.method == "pca" and _close(_align_signs(w.got["W"], W_ref[:, ::-1]), W_ref[:, ::-1], w.tol):
+        return fail(f"{w.where}: the principal axes are in increasing order of variance (np.linalg.eigh's order); "
                     "PCA puts the largest variance first: reverse the eigenvalues and eigenvectors.",
                     "pca_ascending_order")
-    for rule, mistake, sentence in (
-        ("sqrt(l)+eps", "eps_outside_sqrt", "eps seems to be added outside the square root; use "
-         "1 / sqrt(lambda + eps)."),
-        ("sqrt(l)", "no_eps", "eps seems to be missing; use 1 / sqrt(lambda + eps)."),
-    ):
-        variant = _reference_whitening(x64, method, eps, sqrt_rule=rule)
-        variant_got = _align_signs(got["W"], variant) if method == "pca" else got["W"]
-        if not _close(variant, W_ref, (10 * tol[0], 10 * tol[1])) and _close(variant_got, variant, tol):
-            return fail(f"{where}: {sentence}", mistake)
-    unbiased = _reference_whitening(x64, method, eps, ddof=1)
-    if _close(_align_signs(got["W"], unbiased) if method == "pca" else got["W"], unbiased, tol):
-        return fail(f"{where}: the covariance seems to be divided by N - 1; divide by N.", "unbiased_covariance")
-    return fail(f"{where}: {compare('W', W_got, W_ref, *tol)} (compared with bncourse.cpu.whiten"
-                + (", after matching the sign of each principal axis)." if method == "pca" else ")."))
+    wide = (10 * w.tol[0], 10 * w.tol[1])
+    for variant, mistake, sentence in _w_mistakes(w):
+        if not _close(variant, W_ref, wide) and w.matches(variant):
+            return fail(f"{w.where}: {sentence}", mistake)
+    if w.matches(w.reference(ddof=1)):
+        return fail(f"{w.where}: the covariance seems to be divided by N - 1; divide by N.", "unbiased_covariance")
+    W_got = _align_signs(w.got["W"], W_ref) if w.method == "pca" else w.got["W"]
+    return fail(f"{w.where}: {compare('W', W_got, W_ref, *w.tol)} (compared with bncourse.cpu.whiten"
+                + (", after matching the sign of each principal axis)." if w.method == "pca" else ")."))
+
+
+# The properties of whiten's outputs, in the order the message names the first that fails.
+_WHITEN_PROPERTIES = (_check_finite, _check_mean, _check_product, _check_symmetry,
+                      _check_identity_covariance, _check_reference)
+
+
+def _judge_whiten(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
+    whitened = _read_whiten(case, outputs)
+    return whitened if isinstance(whitened, Verdict) else first_failure(_WHITEN_PROPERTIES, whitened)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,26 +464,25 @@ def _judge_flops(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdic
 
 
 PARTS = [
-    Part(id=f"{A}-standardize", assignment=A, target="standardize", points=2.0, hidden=False,
-         description="standardize on (N, D) inputs, float64 and float32, with a tiny-variance column",
-         cases=_standardize_cases, run=_run_standardize, judge=_judge_standardize),
-    Part(id=f"{A}-standardize_hidden", assignment=A, target="standardize", points=1.0, hidden=True,
-         description="standardize: mean 1e4 x std in float32, a constant column, N = 2, D = 1, eps = 1e-2; "
-         "input unchanged, dtype kept", cases=_standardize_hidden_cases, run=_run_standardize,
-         judge=_judge_standardize),
-    Part(id=f"{A}-whiten_zca", assignment=A, target="whiten", points=2.0, hidden=False,
-         description="whiten(method='zca'): centring, x_white = (x - mean) @ W, symmetric W, cov(x_white) = I, "
-         "agreement with bncourse", cases=_zca_cases, run=_run_whiten, judge=_judge_whiten),
-    Part(id=f"{A}-whiten_pca", assignment=A, target="whiten", points=2.0, hidden=False,
-         description="whiten(method='pca'): centring, cov(x_white) = I, principal axes in decreasing order, "
-         "agreement with bncourse up to signs", cases=_pca_cases, run=_run_whiten, judge=_judge_whiten),
-    Part(id=f"{A}-whiten_hidden", assignment=A, target="whiten", points=2.0, hidden=True,
-         description="whiten: D = 1, N = 3, D = 12, float32, a constant column, eps = 1e-2; input unchanged, "
-         "dtype kept", cases=_whiten_hidden_cases, run=_run_whiten, judge=_judge_whiten),
-    Part(id=f"{A}-standardize_flops", assignment=A, target="standardize_flops", points=1.0, hidden=False,
-         description="standardize_flops(N, d) follows the counting rules, from N >> d to d >> N",
-         cases=lambda: _flops_cases("-"), run=_run_standardize_flops, judge=_judge_flops),
-    Part(id=f"{A}-whiten_flops", assignment=A, target="whiten_flops", points=1.0, hidden=False,
-         description="whiten_flops(N, d, method) follows the counting rules, from N >> d to d >> N",
-         cases=lambda: _flops_cases(None), run=_run_whiten_flops, judge=_judge_flops),
+    *part_pair(ASSIGNMENT, "standardize", "standardize", (2.0, 1.0),
+               ("standardize on (N, D) inputs, float64 and float32, with a tiny-variance column",
+                "standardize: mean 1e4 x std in float32, a constant column, N = 2, D = 1, "
+                "eps = 1e-2; input unchanged, dtype kept"),
+               (_standardize_cases, _standardize_hidden_cases), _run_standardize,
+               _judge_standardize),
+    part(ASSIGNMENT, "whiten_zca", "whiten", 2.0, False,
+         "whiten(method='zca'): centring, x_white = (x - mean) @ W, symmetric W, cov(x_white) = I, "
+         "agreement with bncourse", _zca_cases, _run_whiten, _judge_whiten),
+    part(ASSIGNMENT, "whiten_pca", "whiten", 2.0, False,
+         "whiten(method='pca'): centring, cov(x_white) = I, principal axes in decreasing order, "
+         "agreement with bncourse up to signs", _pca_cases, _run_whiten, _judge_whiten),
+    part(ASSIGNMENT, "whiten_hidden", "whiten", 2.0, True,
+         "whiten: D = 1, N = 3, D = 12, float32, a constant column, eps = 1e-2; input unchanged, "
+         "dtype kept", _whiten_hidden_cases, _run_whiten, _judge_whiten),
+    part(ASSIGNMENT, "standardize_flops", "standardize_flops", 1.0, False,
+         "standardize_flops(N, d) follows the counting rules, from N >> d to d >> N",
+         lambda: _flops_cases("-"), _run_standardize_flops, _judge_flops),
+    part(ASSIGNMENT, "whiten_flops", "whiten_flops", 1.0, False,
+         "whiten_flops(N, d, method) follows the counting rules, from N >> d to d >> N",
+         lambda: _flops_cases(None), _run_whiten_flops, _judge_flops),
 ]

@@ -19,14 +19,16 @@ from pathlib import Path
 
 import nbformat
 
+from bncourse.grading import backends, export, feedback, gradebook, late, report, similarity, validate
 from bncourse.grading import collect as collecting
-from bncourse.grading import dask_backend, export, feedback, gradebook, late, report, similarity
-from bncourse.grading.gradebook import Course, Journal, atomic_write
+from bncourse.grading.course import Course
+from bncourse.grading.journal import Journal, atomic_write
 from bncourse.grading.sandbox import Limits, SandboxUnavailableError, resolve_mode
-from bncourse.grading.worker import RESULT_VERSION, grade_and_render
+from bncourse.grading.worker import INTERNAL_ERROR, RESULT_VERSION, grade_and_render
 
 STEPS = ("collect", "autograde", "feedback", "report", "export")
 DEFAULT_STEPS = ["collect", "autograde", "feedback", "report"]  # export: when --export is given
+CANARY_FAILED = 3  # exit status when the instructor's solution is not graded full marks
 
 
 def parse_size(text: str) -> int:
@@ -154,28 +156,32 @@ class Progress:
               f"{self.failed}; ~{left:.0f} s left", file=sys.stderr, flush=True)
 
 
-REFERENCE_FILES = ("testing.py", "mistakes.py", "cpu.py", "gpu.py")
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the bncourse this grader runs
 
 
 def checks_digest(spec: str) -> str:
-    """SHA-256 of the checks' source (the .py file, or the checks package plus the reference
-    code its judges call), so that fixing a check regrades instead of reusing old results."""
-    files = [Path(spec)]
-    if not spec.endswith(".py"):
-        found = importlib.util.find_spec(spec)
-        locations = list(found.submodule_search_locations or []) if found else []
-        files = sorted(p for folder in locations for p in Path(folder).glob("*.py"))
-        package = Path(__file__).resolve().parent.parent
-        files += [package / name for name in REFERENCE_FILES if (package / name).exists()]
+    """SHA-256 of every Python file of the bncourse package (what the judges import, whatever
+    it is), plus the checks when they live elsewhere (a .py file, or every file of another
+    package), so that fixing a check or the reference regrades instead of reusing old results."""
+    files = sorted(PACKAGE_DIR.rglob("*.py"))
+    if spec.endswith(".py"):
+        files.append(Path(spec))
+    elif spec.split(".")[0] != "bncourse":  # checks of another package: all of that package
+        found = importlib.util.find_spec(spec.split(".")[0])
+        folders = list(found.submodule_search_locations or []) if found else []
+        files += sorted(p for folder in folders for p in Path(folder).rglob("*.py"))
+        files += [Path(found.origin)] if found and not folders and found.origin else []
     digest = hashlib.sha256()
     for path in files:
+        digest.update(str(path.relative_to(PACKAGE_DIR) if path.is_relative_to(PACKAGE_DIR)
+                          else path.name).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
-def fingerprint(args, limits: Limits, mode: str, releases: dict) -> str:
-    """What a journaled result depends on besides the notebook; a change means regrading."""
-    released = {name: nbformat.writes(nb) for name, nb in releases.items()}
+def fingerprint(args, limits: Limits, mode: str, released: dict[str, str]) -> str:
+    """What a journaled result depends on besides the notebook; a change means regrading.
+    ``released``: notebook name -> released notebook (JSON)."""
     data = json.dumps([RESULT_VERSION, args.checks, checks_digest(args.checks),
                        limits.as_dict(), mode, args.max_notebook_size, released], sort_keys=True)
     return hashlib.sha256(data.encode()).hexdigest()[:16]
@@ -210,7 +216,7 @@ class Grader:
     def run_steps(self) -> int:
         self.pool = None
         if "autograde" in self.args.steps and not self.args.scheduler:
-            self.pool = dask_backend.start_pool(self.args.workers, self.checks)
+            self.pool = backends.start_pool(self.args.workers, self.checks)
         try:
             return self.steps()
         finally:
@@ -219,12 +225,16 @@ class Grader:
 
     def steps(self) -> int:
         self.releases = self.course.prepare(self.assignment)
+        self.released = {name: nbformat.writes(nb) for name, nb in self.releases.items()}
+        self.sources = {name: self.source_path(name).read_text() for name in self.releases}
         self.notebooks = list(self.releases)
         if "collect" in self.args.steps:
             self.collect()
         code = 0
         if "autograde" in self.args.steps:
             code = self.autograde()
+            if code == CANARY_FAILED:
+                return code  # nothing was graded: no feedback or report to refresh
         if "feedback" in self.args.steps:
             self.feedback()
         if "report" in self.args.steps:
@@ -246,11 +256,18 @@ class Grader:
             self.log(f"collect: a different earlier submission was kept in {path}")
         self.log(f"collect: {len(found.submissions)} students")
 
-    def jobs(self, mode: str) -> tuple[dict, list]:
+    def job(self, student: str, notebook: str, data: bytes, mode: str) -> dict:
+        """What a worker needs to grade one notebook (plain data: it may travel to Dask)."""
+        return dict(
+            student=student, assignment=self.assignment, notebook=notebook, data=data,
+            release=self.released[notebook], source=self.sources[notebook],
+            checks=self.checks, limits=self.limits.as_dict(), sandbox=mode,
+            max_bytes=self.args.max_notebook_size,
+            scratch=str(self.args.scratch) if self.args.scratch else None,
+        )
+
+    def jobs(self, mode: str, stamp: str) -> tuple[dict, list]:
         submitted = collecting.collected(self.course.root, self.assignment, self.notebooks)
-        stamp = fingerprint(self.args, self.limits, mode, self.releases)
-        released = {name: nbformat.writes(nb) for name, nb in self.releases.items()}
-        sources = {name: self.source_json(name) for name in self.releases}
         jobs, reused = {}, []
         for student, notebooks in submitted.items():
             for notebook, path in notebooks.items():
@@ -260,13 +277,7 @@ class Grader:
                         and old.get("sha256") == hashlib.sha256(data).hexdigest()):
                     reused.append(old)
                     continue
-                jobs[(student, notebook)] = dict(
-                    student=student, assignment=self.assignment, notebook=notebook, data=data,
-                    release=released[notebook], source=sources[notebook], checks=self.checks,
-                    limits=self.limits.as_dict(), sandbox=mode,
-                    max_bytes=self.args.max_notebook_size,
-                    scratch=str(self.args.scratch) if self.args.scratch else None,
-                )
+                jobs[(student, notebook)] = self.job(student, notebook, data, mode)
         return jobs, reused
 
     def autograde(self) -> int:
@@ -274,36 +285,79 @@ class Grader:
         if mode == "rlimits":
             self.log("warning: bubblewrap (bwrap) is not used: submissions run with rlimits, "
                      "a private temp dir and a scrubbed environment only (see README)")
-        jobs, reused = self.jobs(mode)
-        stamp = fingerprint(self.args, self.limits, mode, self.releases)
+        stamp = fingerprint(self.args, self.limits, mode, self.released)
+        jobs, reused = self.jobs(mode, stamp)
         self.log(f"autograde: {len(jobs)} to grade, {len(reused)} already graded")
+        if jobs and not self.canary(mode):
+            return CANARY_FAILED
         with self.course.gradebook() as gb:
             for result in reused:  # idempotent: repairs a run killed before recording
                 self.record(gb, result)
             progress = Progress(len(jobs), self.args.quiet)
-            internal = 0
+            internal = []
             for key, outcome in self.backend(jobs):
-                if isinstance(outcome, BaseException):
-                    internal += 1
-                    self.log(f"internal error grading {key[0]}/{key[1]}: {outcome!r}")
-                    progress.update(f"{key[0]}/{key[1]}", None)
+                label = f"{key[0]}/{key[1]}"
+                if isinstance(outcome, BaseException) or outcome["result"]["status"] == INTERNAL_ERROR:
+                    # the grader's failure, not the student's: no score, no journal entry
+                    # (the next run grades this notebook again), and the run ends non-zero
+                    why = repr(outcome) if isinstance(outcome, BaseException) else outcome["result"]["error"]
+                    internal.append((label, f"internal error, not graded: {why}"))
+                    self.log(f"internal error grading {label}: {why}")
+                    progress.update(label, None)
                     continue
                 result = outcome["result"]
                 result["fingerprint"] = stamp
                 self.journal.save(result)
                 self.record(gb, result)
                 self.write_feedback(result, (outcome["autograded"], outcome["feedback"]))
-                progress.update(f"{key[0]}/{key[1]}", result)
+                progress.update(label, result)
             for note in late.apply(gb, self.course.config, self.assignment,
                                    self.args.extensions):
                 self.log(f"late: {note}")
             gradebook.export_csv(gb, self.assignment, self.grades_path())
+        atomic_write(self.state / "internal_errors.json", json.dumps(internal).encode())
         return 1 if internal else 0
+
+    def canary(self, mode: str) -> bool:
+        """Grade the instructor's own solution first, on the same workers, in the same sandbox,
+        with the same options. Short of full marks, the grader itself is broken (an environment
+        the sandbox cannot import, a limit too tight for this machine, a check that fails the
+        right answer): say why and grade nobody, rather than write a class of wrong grades."""
+        jobs = {("solution", name): self.job("solution", name, self.source_path(name).read_bytes(), mode)
+                for name in self.notebooks}
+        healthy = True
+        for (_, name), outcome in self.backend(jobs):
+            where = self.source_path(name).relative_to(self.course.root)
+            if isinstance(outcome, BaseException):
+                self.log(f"canary: grading the instructor's solution {where} failed: {outcome!r}")
+                healthy = False
+                continue
+            result = outcome["result"]
+            score = f"{result['score']:g}/{result['max_score']:g}"
+            if result["status"] == "graded" and result["score"] == result["max_score"] > 0:
+                self.log(f"canary: the instructor's solution {where} gets {score}")
+                continue
+            healthy = False
+            lines = [f"the instructor's solution {where} gets {score} in the sandbox "
+                     f"({result['status']}), so the grader is not working here"]
+            if result["error"]:
+                lines.append(f"error: {result['error']}")
+            lines += [f"problem: {problem}" for problem in result["problems"]]
+            lines += [f"{part['id']}: {part['message']}" for part in result["parts"]
+                      if not part["passed"]]
+            tail = result["sandbox"].get("console_tail", "").strip()
+            if tail and tail[-200:] not in (result["error"] or ""):
+                lines.append("the sandbox's own output ends with:\n" + tail)
+            print("bncourse-grade: error: " + "\n  ".join(lines), file=sys.stderr, flush=True)
+        if not healthy:
+            print("bncourse-grade: no submission was graded and no grade was written; fix the "
+                  "problem above and run the command again", file=sys.stderr, flush=True)
+        return healthy
 
     def backend(self, jobs: dict):
         if self.args.scheduler:
-            return dask_backend.run_dask(grade_and_render, jobs, self.args.scheduler)
-        return dask_backend.run_local(grade_and_render, jobs, self.args.workers, self.pool)
+            return backends.run_dask(grade_and_render, jobs, self.args.scheduler)
+        return backends.run_local(grade_and_render, jobs, self.args.workers, self.pool)
 
     def record(self, gb, result: dict) -> None:
         student = result["student"]
@@ -324,9 +378,9 @@ class Grader:
         self.log(f"feedback: {total} pages in feedback/ ({written} written now, "
                  f"{total - written} already written while grading)")
 
-    def source_json(self, notebook: str) -> str:
+    def source_path(self, notebook: str) -> Path:
         folder = self.course.root / self.course.config.CourseDirectory.source_directory
-        return (folder / self.assignment / f"{notebook}.ipynb").read_text()
+        return folder / self.assignment / f"{notebook}.ipynb"
 
     def write_feedback(self, result: dict, rendered: tuple | None = None) -> int:
         """Write the autograded notebook and the feedback page unless they are up to date
@@ -343,9 +397,9 @@ class Grader:
         if rendered is None:
             submitted = (self.course.root / "submitted" / student / self.assignment
                          / f"{notebook}.ipynb")
-            rendered = feedback.render(result, submitted.read_bytes(), self.source_json(notebook),
-                                       nbformat.writes(self.releases[notebook]),
-                                       self.args.max_notebook_size)
+            parsed, _, _ = validate.read_notebook(submitted.read_bytes(), self.args.max_notebook_size)
+            source = nbformat.reads(self.sources[notebook], as_version=4)
+            rendered = feedback.render(result, parsed, source, self.releases[notebook])
         autograded, page = rendered
         if autograded is not None:
             target = self.course.root / "autograded" / student / self.assignment
@@ -355,8 +409,10 @@ class Grader:
         return 1
 
     def report(self) -> None:
-        problems_file = self.state / "collect_problems.json"
-        problems = json.loads(problems_file.read_text()) if problems_file.exists() else []
+        problems = []
+        for name in ("collect_problems.json", "internal_errors.json"):
+            path = self.state / name
+            problems += json.loads(path.read_text()) if path.exists() else []
         out = self.args.report_dir or self.course.root / "reports" / self.assignment
         results = self.journal.all()
         for result in results:  # the console says why, as the report does

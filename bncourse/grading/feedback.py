@@ -30,7 +30,6 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 
 from bncourse.grading import validate
-from bncourse.grading.validate import read_notebook
 
 HIDDEN_MARK = "BEGIN HIDDEN TESTS"
 PAGE_VERSION = "2"  # 2: MathJax served from beside the page; bump when pages change
@@ -178,15 +177,13 @@ def error_page(result: dict) -> str:
     )
 
 
-def render(result: dict, data: bytes, source: str, release: str,
-           max_bytes: int) -> tuple[str | None, str]:
-    """(autograded notebook JSON or None, feedback HTML) for one graded notebook; ``data``
-    is the submission's bytes, ``source`` and ``release`` the assignment's notebooks (JSON)."""
-    if result["status"] != "graded":
+def render(result: dict, submission: NotebookNode | None, source: NotebookNode,
+           release: NotebookNode) -> tuple[str | None, str]:
+    """(autograded notebook JSON or None, feedback HTML) for one graded notebook: the
+    submission as parsed (None when it could not be), the assignment's source and released
+    notebooks."""
+    if result["status"] != "graded" or submission is None:
         return None, error_page(result)
-    student_nb, _, _ = read_notebook(data, max_bytes)
-    source_nb = nbformat.reads(source, as_version=4)
-    release_nb = nbformat.reads(release, as_version=4)
-    autograded = build_notebook(student_nb, result, source_nb, for_student=False)
-    page = render_html(build_notebook(student_nb, result, release_nb, for_student=True))
+    autograded = build_notebook(submission, result, source, for_student=False)
+    page = render_html(build_notebook(submission, result, release, for_student=True))
     return nbformat.writes(autograded), page

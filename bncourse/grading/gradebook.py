@@ -1,9 +1,10 @@
-"""The single writer: the resume journal, nbgrader's gradebook and grades.csv.
+"""The single writer's gradebook side: nbgrader's gradebook and grades.csv.
 
 Workers only return results; this module, in the one grading process, records them:
 
-1. ``Journal.save``: the result JSON of one student, written to a temporary file, fsynced
-   and renamed into place, so a file in the journal is always a whole result;
+1. ``bncourse.grading.journal.Journal.save``: the result JSON of one student, written to a
+   temporary file, fsynced and renamed into place, so a file in the journal is always a
+   whole result;
 2. ``record``: the scores written into nbgrader's gradebook (``gradebook.db``) in ONE
    transaction per student, setting values (never adding), so applying a result twice gives
    the same gradebook.
@@ -16,14 +17,9 @@ cut short.
 from __future__ import annotations
 
 import datetime
-import json
 import os
-import shutil
-import sys
-import tempfile
 from pathlib import Path
 
-import nbformat
 from nbgrader.api import (
     Comment,
     Grade,
@@ -33,122 +29,6 @@ from nbgrader.api import (
     SubmittedAssignment,
     SubmittedNotebook,
 )
-from nbgrader.apps.api import NbGraderAPI
-from nbgrader.coursedir import CourseDirectory
-from traitlets.config import Config
-from traitlets.config.loader import PyFileConfigLoader
-
-STATE_DIR = ".bncourse-grade"
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write-temp-then-rename: readers see the old file or the whole new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
-def _alembic_on_path() -> None:
-    """nbgrader creates a new gradebook by running the ``alembic`` command, which lives next
-    to this interpreter; put it on PATH when the virtualenv is used without activation."""
-    bin_dir = str(Path(sys.executable).parent)
-    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-
-
-class Course:
-    """An nbgrader course directory as bncourse-grade uses it."""
-
-    def __init__(self, root: Path, source_directory: str | None = None) -> None:
-        _alembic_on_path()
-        self.root = root.resolve()
-        self.config = self._load_config(source_directory)
-        self.course_id = self.config.CourseDirectory.course_id
-        self.db_url = self.config.CourseDirectory.db_url
-        self.state = self.root / STATE_DIR
-
-    def _load_config(self, source_directory: str | None) -> Config:
-        config = Config()
-        config_file = self.root / "nbgrader_config.py"
-        if config_file.exists():
-            config.merge(PyFileConfigLoader(config_file.name, str(self.root)).load_config())
-        course = config.CourseDirectory
-        course.root = str(self.root)
-        if source_directory:
-            course.source_directory = source_directory
-        if "source_directory" not in course:
-            course.source_directory = "solutions"
-        if "course_id" not in course:
-            course.course_id = "default_course"
-        if "db_url" not in course:
-            course.db_url = "sqlite:///" + str(self.root / "gradebook.db")
-        # our own release copy: the released notebooks (hidden tests removed, checksums)
-        course.release_directory = str(self.root / STATE_DIR / "release")
-        return config
-
-    def source_notebooks(self, assignment: str) -> list[Path]:
-        folder = self.root / self.config.CourseDirectory.source_directory / assignment
-        return sorted(folder.glob("*.ipynb"))
-
-    def prepare(self, assignment: str) -> dict[str, nbformat.NotebookNode]:
-        """Register the assignment in the gradebook and make its released notebooks with
-        nbgrader's own generate_assignment; returns {notebook name: released notebook}."""
-        if not self.source_notebooks(assignment):
-            folder = self.root / self.config.CourseDirectory.source_directory / assignment
-            raise FileNotFoundError(f"assignment: no source notebooks in {folder}")
-        coursedir = CourseDirectory(config=self.config)
-        api = NbGraderAPI(coursedir=coursedir, config=self.config)
-        outcome = api.generate_assignment(assignment, force=True, create=True)
-        if not outcome["success"]:
-            log = (outcome.get("log") or "").splitlines()
-            detail = "\n".join(log[-30:] or [outcome.get("error") or ""])
-            raise RuntimeError(f"nbgrader generate_assignment failed for {assignment}:\n{detail}")
-        release_dir = Path(self.config.CourseDirectory.release_directory) / assignment
-        return {p.stem: nbformat.read(p, as_version=4) for p in sorted(release_dir.glob("*.ipynb"))}
-
-    def gradebook(self) -> Gradebook:
-        return Gradebook(self.db_url, self.course_id)
-
-
-class Journal:
-    """One JSON result per student and notebook: .bncourse-grade/<assignment>/journal/
-    <student>/<notebook>.json; keys are "<student>/<notebook>"."""
-
-    def __init__(self, course: Course, assignment: str) -> None:
-        self.folder = course.state / assignment / "journal"
-
-    def path(self, key: str) -> Path:
-        return self.folder / f"{key}.json"
-
-    def load(self, key: str) -> dict | None:
-        try:
-            return json.loads(self.path(key).read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
-
-    def save(self, result: dict) -> None:
-        key = f"{result['student']}/{result['notebook']}"
-        atomic_write(self.path(key), json.dumps(result, indent=1).encode())
-
-    def all(self) -> list[dict]:
-        results = []
-        for path in sorted(self.folder.glob("*/*.json")):
-            try:
-                results.append(json.loads(path.read_text()))
-            except (OSError, json.JSONDecodeError):
-                continue
-        return results
-
-    def clear(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _submission(gb: Gradebook, assignment: str, student_id: str, timestamp):

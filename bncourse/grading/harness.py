@@ -4,12 +4,12 @@ This file is executed as a script inside the sandbox (``python harness.py JOB_DI
 depends only on the standard library, NumPy and IPython, plus the checks module that holds
 each part's ``run``. It decides nothing: it executes the student's cells (never the test
 cells), calls ``part.run(obj, case)`` for every case, and writes what came out as frames on
-the file descriptor given as the second argument. The grader reads the frames, validates them and judges them in its own
-process, so nothing the student's code does in here can mark a test as passed.
+the file descriptor given as the second argument (``bncourse.grading.frames``). The grader
+reads the frames, validates them and judges them in its own process, so nothing the
+student's code does in here can mark a test as passed.
 
-Frame format (the grader's ``sandbox.read_frames`` parses it): one JSON header line
-``{"kind": ..., ..., "size": n}`` followed by ``n`` payload bytes (an .npz archive for
-"case" frames, empty otherwise).
+It imports the bncourse package it belongs to (the one the grader runs from and the sandbox
+mounts), whatever copy the interpreter's site-packages or the working folder may point to.
 
 Job directory (read-only in the sandbox):
 
@@ -32,6 +32,12 @@ import traceback
 from pathlib import Path
 
 import numpy as np
+
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+if sys.path[:1] != [PACKAGE_ROOT]:
+    sys.path.insert(0, PACKAGE_ROOT)
+
+from bncourse.grading import frames  # noqa: E402 (after choosing which bncourse)
 
 MAX_ERROR_CHARS = 2000
 
@@ -91,8 +97,7 @@ class Reporter:
     def send(self, kind: str, payload: bytes = b"", **fields) -> None:
         if os.getpid() != self.pid:  # a child the student forked reached our code: stop it
             os._exit(0)
-        header = dict(fields, kind=kind, size=len(payload))
-        self.stream.write(json.dumps(header).encode() + b"\n" + payload)
+        self.stream.write(frames.encode(kind, payload, **fields))
 
 
 def load_checks(spec: str):
@@ -178,7 +183,7 @@ class Harness:
 
     def run_cells(self, shell, run_cell) -> None:
         for cell in self.job["cells"]:
-            self.reporter.send("cell_start", index=cell["index"])
+            self.reporter.send(frames.CELL_START, index=cell["index"])
             status, error = "ok", None
             sys.stdout = sys.stderr = self.stream
             try:
@@ -201,11 +206,11 @@ class Harness:
             finally:
                 sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
             self.reporter.send(
-                "cell", index=cell["index"], status=status, error=error,
+                frames.CELL, index=cell["index"], status=status, error=error,
                 output=self.stream.reset_cell(),
             )
             if status == "output_limit":
-                self.reporter.send("stopped", reason=f"output limit: {error}")
+                self.reporter.send(frames.STOPPED, reason=f"output limit: {error}")
                 return
 
     def run_parts(self, namespace: dict, runs: dict) -> None:
@@ -213,14 +218,14 @@ class Harness:
             part_id, target = part_info["id"], part_info["target"]
             obj = namespace.get(target)
             if obj is None:
-                self.reporter.send("missing", part=part_id, target=target)
+                self.reporter.send(frames.MISSING, part=part_id, target=target)
                 continue
             case_dir = self.job_dir / "cases" / part_id
             for index in range(part_info["n_cases"]):
                 self.run_case(part_id, runs[part_id], obj, case_dir, index)
 
     def run_case(self, part_id: str, run, obj, case_dir: Path, index: int) -> None:
-        self.reporter.send("case_start", part=part_id, case=index)
+        self.reporter.send(frames.CASE_START, part=part_id, case=index)
         case = load_case(case_dir, index)
         sys.stdout = sys.stderr = self.stream
         try:
@@ -231,13 +236,13 @@ class Harness:
             self.disarm()
             status = "timeout" if isinstance(failure, HarnessTimeout) else "error"
             self.reporter.send(
-                "case", part=part_id, case=index, status=status, error=describe_error(failure)
+                frames.CASE, part=part_id, case=index, status=status, error=describe_error(failure)
             )
             return
         finally:
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
             self.stream.reset_cell()
-        self.reporter.send("case", payload, part=part_id, case=index, status="ok")
+        self.reporter.send(frames.CASE, payload, part=part_id, case=index, status="ok")
 
     def main(self) -> None:
         shell, run_cell = self.make_shell()
@@ -246,10 +251,10 @@ class Harness:
         runs = {info["id"]: checks.PARTS[info["id"]].run for info in self.job["parts"]}
         drop_privileges(self.job.get("uid"))
         os.chdir(os.environ.get("TMPDIR", "/tmp"))
-        self.reporter.send("ready")
+        self.reporter.send(frames.READY)
         self.run_cells(shell, run_cell)
         self.run_parts(shell.user_ns, runs)
-        self.reporter.send("done")
+        self.reporter.send(frames.DONE)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 Runs in the grader's process on the source read from the notebook JSON (never on objects from
 the sandbox). A hit does not change the score by itself (the verdicts are decided outside the
 student's process, so these tricks cannot earn points); it puts the submission on the
-instructor's review list with the reason and the cell it came from. Calling the reference
-implementation is the exception: ``judge`` scores such a part 0 (see ``find_target_source``).
+instructor's review list with the reason and the cell it came from. Using the course's
+reference code is the exception (findings of kind ``REFERENCE``, by the one policy of
+``bncourse.checks.shortcuts``): the worker scores the notebook's parts 0.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import ast
 from dataclasses import dataclass
 
 from IPython.core.inputtransformer2 import TransformerManager
+
+from bncourse.checks.shortcuts import REFERENCE, dotted, mentions_reference, module_kind
 
 # attribute chains whose use or replacement tampers with the process that runs tests
 HOOK_CALLS = {
@@ -63,16 +66,18 @@ DYNAMIC_CODE = {
     "__import__": "imports modules by computed name (__import__)",
     "importlib.import_module": "imports modules by computed name (importlib)",
 }
-REFERENCE_MODULES = ("bncourse.cpu", "bncourse.gpu", "bncourse.checks", "bncourse.mistakes",
-                     "bncourse.grading", "bncourse.testing")
-ALLOWED_BNCOURSE = ("bncourse.data", "bncourse.plots", "bncourse.diagrams")
 _transformer = TransformerManager()
+# What a finding is: a use of the course's reference code (which scores the notebook's parts
+# 0, see worker.py) or tampering with the process (flagged for review only).
+TAMPERING = "tampering"
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One suspicious construct: what it does and where (cell index in the notebook, line)."""
+    """One suspicious construct: its kind (``REFERENCE`` or ``TAMPERING``), what it does and
+    where (cell index in the notebook, line)."""
 
+    kind: str
     reason: str
     cell: int
     line: int
@@ -89,18 +94,6 @@ def python_source(cell_source: str) -> str:
         return cell_source
 
 
-def dotted(node: ast.AST) -> str | None:
-    """'np.testing.assert_allclose' for an Attribute/Name chain, else None."""
-    names = []
-    while isinstance(node, ast.Attribute):
-        names.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        names.append(node.id)
-        return ".".join(reversed(names))
-    return None
-
-
 def _protected(name: str | None) -> bool:
     return bool(name) and any(name == m or name.startswith(m + ".") for m in PROTECTED_MODULES)
 
@@ -108,8 +101,8 @@ def _protected(name: str | None) -> bool:
 def _imports(node: ast.AST) -> list[str]:
     if isinstance(node, ast.Import):
         return [alias.name for alias in node.names]
-    if isinstance(node, ast.ImportFrom) and node.module:
-        return [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and node.module:  # judged name by name
+        return [f"{node.module}.{alias.name}" for alias in node.names]
     return []
 
 
@@ -123,11 +116,19 @@ def _assigned_targets(node: ast.AST) -> list[ast.AST]:
     return []
 
 
-def _scan_node(node: ast.AST) -> str | None:
-    """The reason this node is suspicious, or None."""
+def _scan_reference(node: ast.AST) -> str | None:
+    """The reason this node uses the course's reference code, or None."""
     for module in _imports(node):
-        if module.startswith(REFERENCE_MODULES):
+        if module_kind(module) == REFERENCE:
             return f"imports the course's reference code ({module})"
+    if isinstance(node, ast.Constant) and isinstance(node.value, str) and mentions_reference(node.value):
+        return "names the course's reference code in a string"
+    return None
+
+
+def _scan_node(node: ast.AST) -> str | None:
+    """The reason this node tampers with the process that runs the checks, or None."""
+    for module in _imports(node):
         if module == "ctypes" or module.startswith("ctypes."):
             return "uses ctypes (raw memory access)"
     if isinstance(node, ast.Call):
@@ -153,12 +154,8 @@ def _scan_node(node: ast.AST) -> str | None:
             return f"replaces {name}"
     if isinstance(node, ast.FunctionDef) and node.name in LYING_METHODS:
         return LYING_METHODS[node.name]
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        text = node.value
-        if any(module in text for module in REFERENCE_MODULES):
-            return "names the course's reference code in a string"
-        if "settrace" in text:
-            return "names a tracing hook in a string"
+    if isinstance(node, ast.Constant) and isinstance(node.value, str) and "settrace" in node.value:
+        return "names a tracing hook in a string"
     return None
 
 
@@ -171,9 +168,10 @@ def scan_cell(source: str, cell_index: int) -> list[Finding]:
         return []
     findings = []
     for node in ast.walk(tree):
-        reason = _scan_node(node)
-        if reason:
-            findings.append(Finding(reason, cell_index, getattr(node, "lineno", 0)))
+        for kind, scan in ((REFERENCE, _scan_reference), (TAMPERING, _scan_node)):
+            reason = scan(node)
+            if reason:
+                findings.append(Finding(kind, reason, cell_index, getattr(node, "lineno", 0)))
     return findings
 
 

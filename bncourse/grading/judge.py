@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from bncourse.grading import frames
+
 MAX_ARRAY_ELEMENTS = 10_000_000
 MAX_ARRAYS_PER_CASE = 64
 MAX_MESSAGE_CHARS = 500
@@ -52,6 +54,7 @@ class SandboxOutcome:
     missing_targets: dict[str, str] = field(default_factory=dict)
     last_cell: int | None = None
     last_case: tuple[str, int] | None = None
+    ready: bool = False
     finished: bool = False
     stopped: str | None = None
 
@@ -60,29 +63,31 @@ def _text(value: Any, limit: int = MAX_MESSAGE_CHARS) -> str:
     return str(value)[:limit] if value is not None else ""
 
 
-def sort_frames(frames: list[tuple[dict, bytes]]) -> SandboxOutcome:
+def sort_frames(received: list[tuple[dict, bytes]]) -> SandboxOutcome:
     """Index frames; the first frame for a cell or case wins (a forked child may repeat)."""
     outcome = SandboxOutcome()
-    for header, payload in frames:
+    for header, payload in received:
         kind = header.get("kind")
-        if kind == "cell_start" and isinstance(header.get("index"), int):
+        if kind == frames.READY:
+            outcome.ready = True
+        elif kind == frames.CELL_START and isinstance(header.get("index"), int):
             outcome.last_cell = header["index"]
-        elif kind == "cell" and isinstance(header.get("index"), int):
+        elif kind == frames.CELL and isinstance(header.get("index"), int):
             outcome.cells.setdefault(header["index"], {
                 "status": _text(header.get("status"), 20),
                 "error": _text(header.get("error")) or None,
                 "output": _text(header.get("output"), 20_000),
             })
-        elif kind == "case_start":
+        elif kind == frames.CASE_START:
             outcome.last_case = (_text(header.get("part")), header.get("case"))
-        elif kind == "case":
+        elif kind == frames.CASE:
             key = (_text(header.get("part")), header.get("case"))
             outcome.cases.setdefault(key, (header, payload))
-        elif kind == "missing":
+        elif kind == frames.MISSING:
             outcome.missing_targets.setdefault(_text(header.get("part")), _text(header.get("target")))
-        elif kind == "stopped":
+        elif kind == frames.STOPPED:
             outcome.stopped = outcome.stopped or _text(header.get("reason"))
-        elif kind == "done":
+        elif kind == frames.DONE:
             outcome.finished = True
     return outcome
 

@@ -26,11 +26,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bncourse.grading import frames
+
 HARNESS = Path(__file__).with_name("harness.py")
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the bncourse package
 SANDBOX_JOB = "/sandbox/job"
 SANDBOX_CHECKS = "/sandbox/checks"
-FRAME_HEADER_MAX = 1024 * 1024
 
 
 class SandboxUnavailableError(RuntimeError):
@@ -201,24 +202,17 @@ class _FrameReader(threading.Thread):
         self.error: str | None = None
 
     def run(self) -> None:
-        received = 0
+        budget = self.cap
         try:
-            while True:
-                line = self.file.readline(FRAME_HEADER_MAX)
-                if not line:
-                    return
-                header = json.loads(line)
-                size = int(header.get("size", 0))
-                received += len(line) + size
-                if not isinstance(header, dict) or size < 0 or received > self.cap:
-                    self.error = f"reported more than {self.cap} bytes of results"
-                    self.on_overflow(self.error)
-                    return
-                payload = self.file.read(size)
-                if len(payload) != size:
-                    self.error = "the results stream was cut off"
-                    return
+            while (frame := frames.read(self.file, budget)) is not None:
+                header, payload, used = frame
+                budget -= used
                 self.frames.append((header, payload))
+        except frames.OverBudgetError:
+            self.error = f"reported more than {self.cap} bytes of results"
+            self.on_overflow(self.error)
+        except EOFError as error:
+            self.error = str(error)
         except (ValueError, TypeError, AttributeError, OSError) as error:
             self.error = f"unreadable results stream ({type(error).__name__})"
             self.on_overflow(self.error)  # nothing after this can be trusted to parse
@@ -244,19 +238,20 @@ class _ConsoleReader(threading.Thread):
                 return
 
 
-def run_sandboxed(
-    job_dir: Path, checks_spec: str, limits: Limits, mode: str = "auto"
-) -> SandboxRun:
-    """Run the harness on ``job_dir`` under ``limits``; never raises for student behaviour."""
+def run_sandboxed(job_dir: Path, job: dict, limits: Limits, mode: str = "auto") -> SandboxRun:
+    """Write ``job`` (see harness.py; its "checks" is the grader's spec) as the job directory's
+    ``job.json``, completed with what this sandbox needs, and run the harness on it under
+    ``limits``. Never raises for student behaviour."""
     mode = resolve_mode(mode)
+    checks_spec = job["checks"]
     checks_file = Path(checks_spec).resolve() if checks_spec.endswith(".py") else None
-    job = json.loads((job_dir / "job.json").read_text())
+    job = dict(job, uid=None)
     if mode == "bwrap":
-        uid = sandbox_uid()
+        uid = job["uid"] = sandbox_uid()
         if checks_file is not None:
             job["checks"] = f"{SANDBOX_CHECKS}/{checks_file.name}"
-        job["uid"] = uid
-        (job_dir / "job.json").write_text(json.dumps(job))
+    (job_dir / "job.json").write_text(json.dumps(job))
+    if mode == "bwrap":
         prefix = bwrap_command(job_dir, checks_file, limits)
         harness_job = SANDBOX_JOB
         nproc = limits.max_procs if uid is not None else _user_task_count() + limits.max_procs

@@ -20,11 +20,15 @@ from typing import Any
 import nbformat
 import numpy as np
 
+from bncourse.checks.shortcuts import REFERENCE, find_shortcuts
 from bncourse.grading import feedback, integrity, judge, validate
 from bncourse.grading.harness import load_checks
 from bncourse.grading.sandbox import Limits, run_sandboxed
 
 RESULT_VERSION = 1
+# A result's status: "graded" (a score), "error" (the notebook cannot be graded: the student's
+# file) or INTERNAL_ERROR (the grader failed: never a score, see _internal_error).
+INTERNAL_ERROR = "internal_error"
 
 
 @lru_cache(maxsize=8)
@@ -69,8 +73,13 @@ def _error_result(base: dict, message: str, parts, notes) -> dict:
 def grade_submission(job: dict[str, Any]) -> dict[str, Any]:
     """Grade one notebook. ``job``: student, assignment, notebook, data (bytes), release
     (notebook JSON), checks, limits (dict), sandbox, max_bytes, scratch (dir or None)."""
+    return _grade(job, nbformat.reads(job["release"], as_version=4))[0]
+
+
+def _grade(job: dict[str, Any], release: nbformat.NotebookNode
+           ) -> tuple[dict[str, Any], nbformat.NotebookNode | None]:
+    """(result, the submission as parsed, or None when it could not be read)."""
     start = time.monotonic()
-    release = nbformat.reads(job["release"], as_version=4)
     parts, unchecked = graded_parts(job["checks"], release)
     base = dict(
         version=RESULT_VERSION, student=job["student"], assignment=job["assignment"],
@@ -86,7 +95,7 @@ def grade_submission(job: dict[str, Any]) -> dict[str, Any]:
         checked = validate.Checked(error=f"the notebook's structure could not be understood "
                                    f"({type(error).__name__}: {str(error)[:200]})")
     if checked.error:
-        return _finish(_error_result(base, checked.error, parts, checked.notes), start)
+        return _finish(_error_result(base, checked.error, parts, checked.notes), start), None
     base["notes"] = checked.notes
     base["flags"] = list(checked.flags)
     base["flags"] += [f"no check is registered for test cell {gid}" for gid in unchecked]
@@ -113,7 +122,10 @@ def grade_submission(job: dict[str, Any]) -> dict[str, Any]:
     base["sandbox"] = dict(mode=run.mode, returncode=run.returncode, wall_s=round(run.wall_s, 3),
                            reason=run.killed_reason, console_tail=run.console_tail[-2000:])
     base["score"] = float(sum(p["score"] for p in base["parts"]))
-    return _finish(base, start)
+    internal = _internal_error(outcome, run, base["parts"])
+    if internal:
+        base.update(status=INTERNAL_ERROR, error=internal)
+    return _finish(base, start), checked.notebook
 
 
 def _run(job: dict, checked: validate.Checked, parts, work: Path):
@@ -130,13 +142,10 @@ def _run(job: dict, checked: validate.Checked, parts, work: Path):
         "case_timeout": limits.case_timeout, "max_output": limits.max_output,
         "keep_output": limits.keep_output,
     }
-    (job_dir / "job.json").write_text(json.dumps(spec))
-    return run_sandboxed(job_dir, job["checks"], limits, job["sandbox"])
+    return run_sandboxed(job_dir, spec, limits, job["sandbox"])
 
 
 def _shortcut(source: str | None, student_cells) -> str | None:
-    from bncourse.testing import find_shortcuts
-
     if source is None:  # defined some other way: scan everything the student wrote
         source = "\n".join(integrity.python_source(s) for _, s in student_cells)
     try:
@@ -149,9 +158,27 @@ def _reference_import(student_cells) -> str | None:
     """Importing the course's reference code anywhere in the notebook voids every part: the
     target could call it through any helper, which a scan of the target alone would miss."""
     for finding in integrity.scan_cells(student_cells):
-        if finding.reason.startswith(("imports the course's reference code",
-                                      "names the course's reference code")):
+        if finding.kind == REFERENCE:
             return f"the notebook {finding.reason} in cell {finding.cell}, which computes it for you"
+    return None
+
+
+def _internal_error(outcome: judge.SandboxOutcome, run, parts: list[dict]) -> str | None:
+    """Why this result says nothing about the student's work, or None when it does.
+
+    The harness announces itself (a READY frame) after loading the checks and before any of
+    the student's code runs, so a sandbox without that frame failed on its own (bubblewrap,
+    the interpreter, an import of the harness or the checks). A judge that crashed is the
+    grader's failure too.
+    """
+    if not outcome.ready:
+        tail = run.console_tail.strip()[-1500:] or "(nothing printed)"
+        return (f"the sandbox failed before running any of the student's code "
+                f"({judge.outcome_reason(outcome, run.killed_reason, run.returncode)}); "
+                f"the sandbox's own output ends with:\n{tail}")
+    crashed = [p["id"] for p in parts if p["mistake"] == "judge_error"]
+    if crashed:
+        return f"the check of {', '.join(crashed)} crashed in the grader's own process"
     return None
 
 
@@ -177,8 +204,11 @@ def _finish(result: dict, start: float) -> dict:
 
 def grade_and_render(job: dict[str, Any]) -> dict[str, Any]:
     """``grade_submission`` plus the autograded notebook and the feedback HTML, so that
-    rendering (a good part of the work) runs on the workers too."""
-    result = grade_submission(job)
-    autograded, page = feedback.render(result, job["data"], job["source"], job["release"],
-                                       job["max_bytes"])
+    rendering (a good part of the work) runs on the workers too; each notebook is parsed once."""
+    release = nbformat.reads(job["release"], as_version=4)
+    result, submission = _grade(job, release)
+    if result["status"] == INTERNAL_ERROR:
+        return {"result": result, "autograded": None, "feedback": None}
+    source = nbformat.reads(job["source"], as_version=4)
+    autograded, page = feedback.render(result, submission, source, release)
     return {"result": result, "autograded": autograded, "feedback": page}

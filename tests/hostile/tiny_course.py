@@ -14,9 +14,17 @@ ASSIGNMENT, NOTEBOOK = "00_tiny", "tiny"
 CHECKS = str(Path(__file__).with_name("tinychecks.py"))
 HIDDEN_SECRET = "SECRET_HIDDEN_MARKER_93731"
 
-# limits low enough that loops and bombs cost seconds, high enough for a loaded 2-core box
-LOW_LIMITS = ["--sandbox", "bwrap", "--cell-timeout", "3", "--case-timeout", "3",
-              "--timeout", "40", "--memory", "1G", "--max-output", "1M", "--max-procs", "32"]
+# Limits that stop loops and bombs, each with a wide margin over what legitimate work takes
+# on a loaded 2-core machine:
+# - a cell: the slowest legitimate cell of the corpus imports torch, which took 11-15 s on
+#   this machine at load average 7 (1-2 s idle): 60 s is 4x the worst measured. (At 3 s, a
+#   loaded machine stopped that cell before its definitions ran and flipped its score.)
+#   The one looping cell (infinite_loop_cell) costs these 60 s.
+# - a checked case: the tiny checks take milliseconds on arrays of a few rows: 3 s is over
+#   1000x that, and an infinite loop in a checked function costs 3 s per case.
+# - a notebook: room for the 60-s cell plus everything else, twice.
+LOW_LIMITS = ["--sandbox", "bwrap", "--cell-timeout", "60", "--case-timeout", "3",
+              "--timeout", "150", "--memory", "1G", "--max-output", "1M", "--max-procs", "32"]
 
 STANDARDIZE = """def standardize(x, eps=1e-5):
     mean = x.mean(axis=0)
@@ -85,7 +93,7 @@ def released(course: Path) -> nbformat.NotebookNode:
     """The student version nbgrader made (bncourse-grade writes it under .bncourse-grade)."""
     path = course / ".bncourse-grade" / "release" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
     if not path.exists():
-        from bncourse.grading.gradebook import Course
+        from bncourse.grading.course import Course
 
         Course(course).prepare(ASSIGNMENT)
     return nbformat.read(path, as_version=4)

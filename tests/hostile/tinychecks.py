@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bncourse.checks import Part
-from bncourse.testing import Verdict
+from bncourse.checks.core import Part, Verdict
 
 ASSIGNMENT = "00_tiny"
 # float64 inputs: a correct implementation matches the float64 formula to ~1e-15; 1e-9 leaves

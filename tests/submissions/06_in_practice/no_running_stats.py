@@ -2,7 +2,7 @@
 import numpy as np
 
 from bncourse.data import minibatches
-from bncourse.mlp import init_mlp, softmax_cross_entropy
+from bncourse.deepnet import init_mlp, softmax_cross_entropy
 
 # batchnorm_forward and batchnorm_backward are the notebook's own (pasted from assignments 3 and 4).
 batchnorm_forward = batchnorm_backward = None

@@ -1,4 +1,4 @@
-"""Where ``grade_submission`` runs: in this process, a local process pool, or Dask.
+"""Where ``grade_submission`` runs: serially in this process, a local process pool, or Dask.
 
 Each backend is an iterator of (key, result or exception) in completion order; the caller
 (the single writer) records results as they arrive. Results do not depend on the backend:
@@ -11,6 +11,8 @@ import multiprocessing
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
+
+from bncourse.grading import feedback, worker
 
 Outcome = tuple[Any, dict | BaseException]
 
@@ -25,19 +27,22 @@ def run_serial(fn: Callable, jobs: dict[Any, dict]) -> Iterator[Outcome]:
 
 def _warm_up(checks: str) -> None:
     """Load what every job needs (checks, feedback templates) before the first job arrives."""
-    from bncourse.grading import feedback, worker
-
     worker.checks_module(checks)
     feedback._exporter()
 
 
 def start_pool(workers: int, checks: str) -> ProcessPoolExecutor | None:
-    """Start ``workers`` processes now, so that they load while the run prepares (forkserver:
-    no threads or locks inherited; the grading code is imported once, in the fork server)."""
+    """Start ``workers`` processes now, so that they load while the run prepares.
+
+    "spawn": each worker is a fresh interpreter that inherits no threads or locks, and is
+    given this process's ``sys.path`` before it imports anything, so it grades with the same
+    bncourse as this process. (A fork server starts with the working folder first on its
+    path and ignores ours: run from a course folder holding its own copy of bncourse, the
+    workers imported that copy while the sandbox imported ours, and every notebook failed.)
+    """
     if workers <= 1:
         return None
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["bncourse.grading.worker"])
+    context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
     for _ in range(workers):
         pool.submit(_warm_up, checks)
@@ -46,19 +51,25 @@ def start_pool(workers: int, checks: str) -> ProcessPoolExecutor | None:
 
 def run_local(fn: Callable, jobs: dict[Any, dict], workers: int,
               pool: ProcessPoolExecutor | None = None) -> Iterator[Outcome]:
-    """Run the jobs on ``pool`` (or a new pool of ``workers`` processes); serially in this
-    process when there is one worker or one job."""
-    if workers <= 1 or len(jobs) <= 1:
+    """Run the jobs on ``pool`` when given (it stays open: the caller shuts it down), else on
+    a pool of ``workers`` processes started for them, or serially in this process when there
+    is one worker or one job."""
+    if pool is not None:
+        yield from _run_on(pool, fn, jobs)
+    elif workers <= 1 or len(jobs) <= 1:
         yield from run_serial(fn, jobs)
-        return
-    pool = pool or start_pool(workers, "bncourse.checks")
-    with pool:
-        futures = {pool.submit(fn, job): key for key, job in jobs.items()}
-        for future in as_completed(futures):
-            try:
-                yield futures[future], future.result()
-            except Exception as error:
-                yield futures[future], error
+    else:
+        with start_pool(workers, "bncourse.checks") as own:
+            yield from _run_on(own, fn, jobs)
+
+
+def _run_on(pool: ProcessPoolExecutor, fn: Callable, jobs: dict[Any, dict]) -> Iterator[Outcome]:
+    futures = {pool.submit(fn, job): key for key, job in jobs.items()}
+    for future in as_completed(futures):
+        try:
+            yield futures[future], future.result()
+        except Exception as error:
+            yield futures[future], error
 
 
 def run_dask(fn: Callable, jobs: dict[Any, dict], address: str) -> Iterator[Outcome]:

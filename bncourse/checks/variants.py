@@ -1,9 +1,9 @@
-"""Known wrong variants of the exercises' functions, and the diagnosis that names them.
+"""The catalogue of known mistakes: what a student who made each one would return.
 
-Each variant is a small function computing, in float64 from a test case, what a student who
-made one specific mistake would return. ``diagnose`` compares a wrong result with every
-variant that the case can tell apart from the right answer and, when one matches, says in one
-sentence what is probably wrong; otherwise it reports the largest difference and its index.
+Each entry is a ``Variant`` (``bncourse.checks.core``): an id, one sentence for the student,
+and a small function computing, in float64 from a test case, the outputs that mistake gives.
+``core.diagnose`` tries a part's catalogue in order when a result is wrong, so adding a named
+mistake is one entry here plus one test in ``tests/checks/``.
 
 Soundness rules (a diagnosis must never be a guess):
 - a variant is only tried when it differs from the right answer by more than ten times the
@@ -14,91 +14,17 @@ Soundness rules (a diagnosis must never be a guess):
   order of the floating-point operations) use a ``matches`` predicate that tests a property
   only that mistake has, on the cases built to expose it.
 
-Check modules build their variant lists from the functions here; other assignments add their
-own ``Variant`` objects the same way.
+Check modules pass these tuples to ``core.judge_outputs``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from bncourse.testing import Verdict, compare
-
-Case = Mapping[str, Any]
-Arrays = dict[str, np.ndarray]
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One known mistake.
-
-    - mistake: its id, e.g. "unbiased_variance".
-    - message: one sentence saying what is probably wrong and what is right.
-    - compute: case -> the outputs this mistake produces (only those it changes; the others
-      must still be right). Leave None when ``matches`` is given.
-    - matches: (case, outputs, expected) -> whether the outputs show this mistake, for
-      mistakes whose outputs cannot be computed exactly.
-    - applies: case -> whether to try this variant on the case at all.
-    """
-
-    mistake: str
-    message: str
-    compute: Callable[[Case], Arrays] | None = None
-    matches: Callable[[Case, Mapping[str, Any], Mapping[str, np.ndarray]], bool] | None = None
-    applies: Callable[[Case], bool] = lambda case: True
-
-
-def _problems(
-    outputs: Mapping[str, Any], wanted: Mapping[str, np.ndarray], rtol: float, atol: float
-) -> list[str]:
-    found = []
-    for name, value in wanted.items():
-        problem = compare(name, outputs.get(name), value, rtol, atol)
-        if problem:
-            found.append(problem)
-    return found
-
-
-def diagnose(
-    where: str,
-    case: Case,
-    outputs: Mapping[str, Any],
-    expected: Mapping[str, np.ndarray],
-    tolerance: tuple[float, float],
-    variants: Sequence[Variant] = (),
-) -> Verdict:
-    """Verdict on ``outputs``: right, a known mistake, or the largest difference.
-
-    Inputs:
-    - where: "<function> (<case label>)", the start of every message.
-    - case: the inputs.
-    - outputs: the student's outputs (name -> array).
-    - expected: the right outputs (name -> array).
-    - tolerance: (rtol, atol).
-    - variants: known mistakes to try, in order of preference.
-    """
-    rtol, atol = tolerance
-    problems = _problems(outputs, expected, rtol, atol)
-    if not problems:
-        return Verdict(True)
-    for variant in variants:
-        if not variant.applies(case):
-            continue
-        if variant.matches is not None:
-            if variant.matches(case, outputs, expected):
-                return Verdict(False, f"{where}: {variant.message}", variant.mistake)
-            continue
-        changed = variant.compute(case)
-        if not _problems(changed, expected, 10 * rtol, 10 * atol):
-            continue  # this case cannot tell the variant from the right answer
-        if not _problems(outputs, {**expected, **changed}, rtol, atol):
-            return Verdict(False, f"{where}: {variant.message}", variant.mistake)
-    return Verdict(False, f"{where}: {problems[0]}")
-
+from bncourse.checks.core import Arrays, Case, Variant
 
 # --------------------------------------------------------------------------- helpers
 
@@ -475,6 +401,12 @@ def backward_param_grad_axes(case: Case, outputs: Mapping[str, Any], expected: A
         _shape(outputs, name) not in (None, channels) for name in ("dgamma", "dbeta"))
 
 
+def backward_dgamma_from_x(case: Case) -> Arrays:
+    """dgamma summed from dout * x instead of dout * x_hat."""
+    x, dout = _f64(case, "x", "dout")
+    return {"dgamma": (dout * x).sum(axis=channel_axes(x))}
+
+
 def backward_dgamma_dbeta_swapped(case: Case) -> Arrays:
     x_hat, _, _, dout, axes = _backward_pieces(case)
     return {"dgamma": dout.sum(axis=axes), "dbeta": (dout * x_hat).sum(axis=axes)}
@@ -497,6 +429,12 @@ BACKWARD_VARIANTS: tuple[Variant, ...] = (
         "dgamma_dbeta_swapped",
         "dgamma and dbeta seem to be swapped; dbeta sums dout, dgamma sums dout * x_hat.",
         backward_dgamma_dbeta_swapped,
+    ),
+    Variant(
+        "dgamma_from_x",
+        "dgamma seems to be computed from x; gamma multiplies the normalised x_hat, so "
+        "dgamma = sum(dout * x_hat) over every axis except the channel axis.",
+        backward_dgamma_from_x,
     ),
     Variant(
         "backward_missing_1_over_m",

@@ -1,0 +1,37 @@
+"""``bncourse.testing.check`` and ``run_case``: what a test cell calls and what it prints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from judging import correct_forward
+
+from bncourse.testing import check
+
+
+def _unbiased_forward(x, gamma, beta, eps=1e-5):
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    mu = x.mean(axis=axes, keepdims=True)
+    x_hat = (x - mu) / np.sqrt(x.var(axis=axes, keepdims=True, ddof=1) + eps)
+    return gamma.reshape(shape) * x_hat + beta.reshape(shape), None
+
+
+def test_check_prints_on_success_and_raises_the_diagnosis(capsys):
+    check("03_bn_transform-forward_4d_hidden", correct_forward)
+    assert capsys.readouterr().out.startswith("passed: ")
+    with pytest.raises(AssertionError, match="divide by m - 1"):
+        check("03_bn_transform-forward_2d", _unbiased_forward)
+
+
+def test_check_reports_the_students_exception():
+    def batchnorm_forward(x, gamma, beta, eps=1e-5):
+        raise NotImplementedError()
+
+    with pytest.raises(AssertionError, match="raised NotImplementedError"):
+        check("03_bn_transform-forward_2d", batchnorm_forward)
+
+
+def test_check_rejects_unknown_parts():
+    with pytest.raises(KeyError, match="part_id"):
+        check("03_bn_transform-nope", correct_forward)
