@@ -19,8 +19,8 @@ from hostile.tiny_course import LOW_LIMITS, require_bwrap, shared_once
 from nbformat.v4 import new_markdown_cell
 from nbgrader.api import Gradebook
 
-from bncourse.grading.feedback import REMOTE_SCRIPT
 from bncourse.grading.course import Course
+from bncourse.grading.feedback import REMOTE_SCRIPT
 
 GRADE = str(Path(sys.executable).with_name("bncourse-grade"))
 FIXTURES = Path(__file__).parent / "fixtures" / "lms"
