@@ -8,6 +8,10 @@ Reference implementations
 - ``bncourse.gpu``: the same functions in device-agnostic PyTorch, plus
   ``BatchNormFunction`` (hand-written backward), ``batch_norm`` and drop-in
   ``BatchNorm1d``/``BatchNorm2d`` layers.
+- ``bncourse.fused`` (the fused training path, ``impl="fused"``), ``bncourse.cpu_fast``
+  (NumPy with fewer passes), ``bncourse.sync_batchnorm`` (``SyncBatchNorm`` across
+  processes) and ``bncourse.hardware`` (the bytes-moved model and the benchmark's
+  cached results): BN on real hardware, chapter 9.
 - ``bncourse.initialization``, ``bncourse.flops``: references for the
   initialisation and whitening-cost assignments.
 

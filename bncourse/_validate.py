@@ -26,6 +26,8 @@ __all__ = [
     "check_data_matrix",
     "check_weight",
     "check_method",
+    "check_choice",
+    "check_group_stats",
     "values_per_channel",
 ]
 
@@ -142,3 +144,26 @@ def check_method(method: Any) -> None:
     """Whitening method: 'zca' or 'pca'."""
     if method not in ("zca", "pca"):
         raise ValueError(f"method: expected 'zca' or 'pca', got {method!r}")
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """Check that ``value`` is one of the strings ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        expected = ", ".join(repr(choice) for choice in choices)
+        raise ValueError(f"{name}: expected one of {expected}, got {value!r}")
+
+
+def check_group_stats(count: Any, mean: Any, m2: Any) -> None:
+    """Check per-group statistics: count (K,), mean and m2 (K, C), counts >= 0 with a positive total."""
+    for name, array in (("count", count), ("mean", mean), ("m2", m2)):
+        if not hasattr(array, "dtype"):
+            raise TypeError(f"{name}: expected an array or tensor, got {type(array).__name__}")
+    if count.ndim != 1:
+        raise ValueError(f"count: expected shape (K,) (one count per group), got {_shape(count)}")
+    check_floating("mean", mean)
+    if mean.ndim != 2 or _shape(mean)[0] != _shape(count)[0]:
+        groups = _shape(count)[0]
+        raise ValueError(f"mean: expected shape ({groups}, C) (one row per group of count), got {_shape(mean)}")
+    check_same_shape("m2", m2, _shape(mean), "the shape of mean")
+    if bool((count < 0).any()) or not bool(count.sum() > 0):
+        raise ValueError(f"count: expected counts >= 0 with a positive total, got {count.tolist()}")

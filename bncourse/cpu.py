@@ -40,6 +40,7 @@ __all__ = [
     "batchnorm_inference",
     "update_running_stats",
     "population_stats",
+    "merge_batch_stats",
     "fold_batchnorm",
     "standardize",
     "whiten",
@@ -295,6 +296,47 @@ def population_stats(batches: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndar
     mean = np.mean(batch_means, axis=0)
     var = np.mean(batch_vars, axis=0) * (m / (m - 1))
     return mean.astype(dtype, copy=False), var.astype(dtype, copy=False)
+
+
+def merge_batch_stats(count: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge per-group statistics into those of their union (Chan, Golub & LeVeque, 1983).
+
+    Each of K groups (e.g. the mini-batch slices of the K processes of
+    SyncBatchNorm) holds m_k values of each channel, with mean mu_k and sum of
+    squared deviations M2_k = m_k * sigma^2_k (sigma^2_k biased). Two groups
+    A and B merge as
+
+        m     = m_A + m_B
+        delta = mu_B - mu_A
+        mu    = mu_A + delta * m_B / m
+        M2    = M2_A + M2_B + delta^2 * m_A * m_B / m
+
+    and K groups by merging them one after another into a running total. Only
+    differences of group means enter, never sum(x^2) - m mu^2, so nothing
+    cancels when the mean is large compared with the spread.
+
+    Inputs:
+    - count: shape (K,), the number of values m_k of each group (>= 0, total > 0).
+      Groups with m_k = 0 are ignored (their mean and m2 must be finite, e.g. 0).
+    - mean: shape (K, C), the mean of each channel in each group.
+    - m2: shape (K, C), the sum of squared deviations from the group's mean.
+
+    Returns a tuple:
+    - count: the total number of values m (0-d, dtype of count).
+    - mean: mu_B of the union, shape (C,), dtype of mean.
+    - m2: M2 of the union, shape (C,); M2 / m is the biased variance sigma^2_B.
+    """
+    count, mean, m2 = np.asarray(count), _floating_array("mean", mean), _floating_array("m2", m2)
+    _validate.check_group_stats(count, mean, m2)
+    total, merged_mean, merged_m2 = count[0], mean[0], m2[0]
+    for n_b, mean_b, m2_b in zip(count[1:], mean[1:], m2[1:], strict=True):
+        n = total + n_b
+        weight_b = n_b / max(n, 1)  # n_B / n; 0 when both groups are empty
+        delta = (mean_b - merged_mean).astype(mean.dtype, copy=False)
+        merged_mean = merged_mean + delta * weight_b
+        merged_m2 = merged_m2 + m2_b + delta * delta * (total * weight_b)
+        total = n
+    return total, merged_mean.astype(mean.dtype, copy=False), merged_m2.astype(mean.dtype, copy=False)
 
 
 def fold_batchnorm(

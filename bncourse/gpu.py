@@ -1,6 +1,6 @@
 """Batch Normalization in PyTorch: the same reference functions, on any device.
 
-The eight functions of ``bncourse.cpu`` (same names, arguments and formulas)
+The functions of ``bncourse.cpu`` (same names, arguments and formulas)
 written with torch operations, so the same code runs wherever the tensors
 live (CPU or CUDA), plus three pieces that plug into PyTorch:
 
@@ -8,7 +8,8 @@ live (CPU or CUDA), plus three pieces that plug into PyTorch:
   hand-derived formula of ``batchnorm_backward`` instead of autograd's.
 - ``batch_norm``: same signature and results as
   ``torch.nn.functional.batch_norm``, built on ``BatchNormFunction``.
-- ``BatchNorm1d`` and ``BatchNorm2d``: drop-in replacements of torch.nn's.
+- ``BatchNorm1d`` and ``BatchNorm2d``: drop-in replacements of torch.nn's
+  (``SyncBatchNorm``, from ``bncourse.sync_batchnorm``, is available here too).
 
 Conventions, as in ``bncourse.cpu``: outputs have the dtype of the data;
 inputs are never modified (except the running statistics that ``batch_norm``
@@ -39,6 +40,7 @@ __all__ = [
     "batchnorm_inference",
     "update_running_stats",
     "population_stats",
+    "merge_batch_stats",
     "fold_batchnorm",
     "standardize",
     "whiten",
@@ -161,7 +163,7 @@ def batchnorm_forward(
     inv_std = torch.rsqrt(var + eps)
     x_hat = centred * inv_std
     gamma_b = _per_channel(gamma.to(compute), x.ndim)
-    out = gamma_b * x_hat + _per_channel(beta.to(compute), x.ndim)
+    out = torch.addcmul(_per_channel(beta.to(compute), x.ndim), gamma_b, x_hat)  # beta + gamma * x_hat
     return out.to(x.dtype), _BatchNormCache(x_hat, gamma_b, inv_std, x.dtype, gamma.dtype)
 
 
@@ -195,7 +197,11 @@ def batchnorm_backward(dout: torch.Tensor, cache: object) -> tuple[torch.Tensor,
     m = _validate.values_per_channel(x_hat)
     dbeta = dout.sum(dim=dims, keepdim=True)
     dgamma = (dout * x_hat).sum(dim=dims, keepdim=True)
-    dx = (gamma_b * inv_std / m) * (m * dout - dbeta - x_hat * dgamma)
+    # The formula above divided by m, built in one new tensor: every extra line of the plain
+    # form writes and reads a temporary the size of x, the cost that matters (chapter 9).
+    dx = dout - dbeta / m
+    dx.addcmul_(x_hat, dgamma, value=-1.0 / m)  # dx -= x_hat * dgamma / m
+    dx *= gamma_b * inv_std
     return dx.to(x_dtype), dgamma.reshape(-1).to(gamma_dtype), dbeta.reshape(-1).to(gamma_dtype)
 
 
@@ -263,7 +269,18 @@ def update_running_stats(
 
     _, mean, var = _batch_stats(x.detach().to(_compute_dtype(x)))
     m = _validate.values_per_channel(x)
-    unbiased_var = var.reshape(-1) * (m / (m - 1))
+    return _blend_running_stats(running_mean, running_var, mean.reshape(-1), var.reshape(-1), m, momentum)
+
+
+def _blend_running_stats(
+    running_mean: torch.Tensor,
+    running_var: torch.Tensor,
+    mean: torch.Tensor,
+    var: torch.Tensor,
+    m: int,
+    momentum: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The moving averages of ``update_running_stats`` from a batch's mu_B and biased sigma^2_B, (C,)."""
 
     def blend(old: torch.Tensor, batch_stat: torch.Tensor) -> torch.Tensor:
         # Half-precision statistics are blended in float32 and rounded once, as torch's kernels do.
@@ -271,7 +288,7 @@ def update_running_stats(
         new = (1 - momentum) * old.detach().to(compute) + momentum * batch_stat.to(compute)
         return new.to(old.dtype)
 
-    return blend(running_mean, mean.reshape(-1)), blend(running_var, unbiased_var)
+    return blend(running_mean, mean), blend(running_var, var * (m / (m - 1)))
 
 
 def population_stats(batches: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -313,6 +330,54 @@ def population_stats(batches: Iterable[torch.Tensor]) -> tuple[torch.Tensor, tor
     mean = torch.stack(batch_means).mean(dim=0)
     var = torch.stack(batch_vars).mean(dim=0) * (m / (m - 1))
     return mean.to(first.dtype), var.to(first.dtype)
+
+
+def merge_batch_stats(
+    count: torch.Tensor, mean: torch.Tensor, m2: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Merge per-group statistics into those of their union (Chan, Golub & LeVeque, 1983).
+
+    Each of K groups (e.g. the mini-batch slices of the K processes of
+    SyncBatchNorm) holds m_k values of each channel, with mean mu_k and sum of
+    squared deviations M2_k = m_k * sigma^2_k (sigma^2_k biased). Two groups
+    A and B merge as
+
+        m     = m_A + m_B
+        delta = mu_B - mu_A
+        mu    = mu_A + delta * m_B / m
+        M2    = M2_A + M2_B + delta^2 * m_A * m_B / m
+
+    and K groups by merging them one after another into a running total. Only
+    differences of group means enter, never sum(x^2) - m mu^2, so nothing
+    cancels when the mean is large compared with the spread.
+
+    Inputs:
+    - count: shape (K,), the number of values m_k of each group (>= 0, total > 0).
+      Groups with m_k = 0 are ignored (their mean and m2 must be finite, e.g. 0).
+    - mean: shape (K, C), the mean of each channel in each group.
+    - m2: shape (K, C), the sum of squared deviations from the group's mean.
+
+    Returns a tuple:
+    - count: the total number of values m (0-d, dtype of count).
+    - mean: mu_B of the union, shape (C,), dtype of mean.
+    - m2: M2 of the union, shape (C,); M2 / m is the biased variance sigma^2_B.
+    """
+    if not isinstance(count, torch.Tensor):
+        raise TypeError(f"count: expected a torch.Tensor, got {type(count).__name__}")
+    mean = _check_tensor("mean", mean)
+    m2 = _check_companion("m2", m2, mean, "mean")
+    if count.device != mean.device:
+        raise ValueError(f"count: expected a tensor on {mean.device} (the device of mean), got one on {count.device}")
+    _validate.check_group_stats(count, mean, m2)
+    total, merged_mean, merged_m2 = count[0], mean[0], m2[0]
+    for n_b, mean_b, m2_b in zip(count[1:], mean[1:], m2[1:], strict=True):
+        n = total + n_b
+        weight_b = n_b.to(mean.dtype) / n.clamp(min=1).to(mean.dtype)  # n_B / n; 0 when both are empty
+        delta = mean_b - merged_mean
+        merged_mean = merged_mean + delta * weight_b
+        merged_m2 = merged_m2 + m2_b + delta * delta * (total.to(mean.dtype) * weight_b)
+        total = n
+    return total, merged_mean, merged_m2
 
 
 def fold_batchnorm(
@@ -472,13 +537,22 @@ def batch_norm(
     training: bool = False,
     momentum: float = 0.1,
     eps: float = 1e-5,
+    *,
+    impl: str = "reference",
 ) -> torch.Tensor:
-    """Same signature and results as ``torch.nn.functional.batch_norm``.
+    """Same signature and results as ``torch.nn.functional.batch_norm``, plus ``impl``.
 
     Training (``training=True``): normalise with the batch statistics through
     ``BatchNormFunction``; if running statistics are given (both or neither),
     update them in place with ``update_running_stats``. Evaluation: apply
     ``batchnorm_inference`` with the running statistics, which are required.
+
+    ``impl`` chooses the training path: ``"reference"`` (the code above),
+    ``"fused"`` (``bncourse.fused``: four passes over memory, compiled with
+    torch.compile on first use per input shape; where compilation is
+    unavailable it warns once and runs the same kernels eagerly) or
+    ``"fused-eager"`` (the fused kernels, never compiled). Evaluation is one
+    affine map per channel, the same for every ``impl``.
 
     Inputs:
     - input: (N, C) or (N, C, *spatial).
@@ -487,10 +561,14 @@ def batch_norm(
     - training: use batch statistics (True) or running statistics (False).
     - momentum: number in [0, 1], the weight of the new batch.
     - eps: small constant > 0 added to the variance.
+    - impl: "reference", "fused" or "fused-eager" (keyword only).
 
     Returns:
     - out: shape, dtype and device of input.
     """
+    from bncourse import fused  # imported here: bncourse.fused builds on this module
+
+    _validate.check_choice("impl", impl, fused.IMPLEMENTATIONS)
     input = _check_tensor("input", input)
     num_channels = _validate.check_batch("input", input, training)
     given = {"running_mean": running_mean, "running_var": running_var}
@@ -507,6 +585,15 @@ def batch_norm(
             f"running_mean={type(running_mean).__name__}, running_var={type(running_var).__name__}"
         )
 
+    if training and impl != "reference":
+        out, mean, var = fused.FusedBatchNormFunction.apply(input, weight, bias, eps, impl == "fused")
+        if running_mean is not None:  # from the forward's statistics: no further pass over input
+            m = _validate.values_per_channel(input)
+            new_mean, new_var = _blend_running_stats(running_mean, running_var, mean, var, m, momentum)
+            with torch.no_grad():
+                running_mean.copy_(new_mean)
+                running_var.copy_(new_var)
+        return out
     if training:
         out = BatchNormFunction.apply(input, weight, bias, eps)
         if running_mean is not None:
@@ -531,7 +618,9 @@ class _BatchNorm(nn.Module):
     Parameters ``weight`` (gamma) and ``bias`` (beta) exist when ``affine``;
     buffers ``running_mean``, ``running_var`` and ``num_batches_tracked`` when
     ``track_running_stats``. ``momentum=None`` makes the running statistics a
-    cumulative average: the k-th training batch gets weight 1/k.
+    cumulative average: the k-th training batch gets weight 1/k. ``impl``
+    (keyword only) chooses the training path of ``batch_norm``: "reference",
+    "fused" or "fused-eager"; it is not part of the state_dict.
     """
 
     _input_dims: tuple[int, ...] = ()  # the input.dim() values accepted
@@ -547,8 +636,13 @@ class _BatchNorm(nn.Module):
         dtype: torch.dtype | None = None,
         *,
         bias: bool = True,
+        impl: str = "reference",
     ) -> None:
         super().__init__()
+        from bncourse import fused  # imported here: bncourse.fused builds on this module
+
+        _validate.check_choice("impl", impl, fused.IMPLEMENTATIONS)
+        self.impl = impl
         if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
             raise ValueError(f"num_features: expected a positive int, got {num_features!r}")
         _validate.check_eps(eps)
@@ -593,6 +687,7 @@ class _BatchNorm(nn.Module):
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
             f"affine={self.affine}, bias={self.bias is not None}, "
             f"track_running_stats={self.track_running_stats}"
+            + (f", impl={self.impl!r}" if self.impl != "reference" else "")
         )
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
@@ -621,6 +716,7 @@ class _BatchNorm(nn.Module):
             use_batch_stats,
             momentum,
             self.eps,
+            impl=self.impl,
         )
 
 
@@ -634,3 +730,13 @@ class BatchNorm2d(_BatchNorm):
     """Drop-in replacement of ``torch.nn.BatchNorm2d``: input (N, C, H, W)."""
 
     _input_dims = (4,)
+
+
+def __getattr__(name: str) -> Any:
+    """``gpu.SyncBatchNorm``: it lives in ``bncourse.sync_batchnorm`` (it needs torch.distributed
+    and builds on this module), imported on first use."""
+    if name == "SyncBatchNorm":
+        from bncourse.sync_batchnorm import SyncBatchNorm
+
+        return SyncBatchNorm
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
