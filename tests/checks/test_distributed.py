@@ -8,6 +8,8 @@ with K ranks in one process.
   submission of ``tests/submissions/07_distributed`` loses exactly its EXPECT_LOST parts;
 - each named mistake of the catalogue, written as a student would, is named by its id;
 - the float32 cases far from zero are where the naive E[x^2] - E[x]^2 merge fails.
+- the ground truths are right: BN over the whole batch equals torch's (forward and autograd
+  backward, float64), and the reference merge equals the statistics of the concatenated data.
 """
 
 from __future__ import annotations
@@ -130,3 +132,41 @@ def test_a_wrong_number_of_rank_outputs_is_reported() -> None:
     part = PARTS["07_distributed-forward"]
     verdict = run_case(part, forward_dropping_a_rank, part.cases()[0])
     assert "list of 3 arrays (one per rank)" in verdict.message
+
+
+@pytest.mark.parametrize("case", distributed.sync_cases() + distributed.sync_cases_hidden(),
+                         ids=lambda case: case["label"])
+def test_the_ground_truth_is_torch_batch_norm_over_the_whole_batch(case: dict) -> None:
+    """What the forward and backward parts compare with equals torch's BN (training mode,
+    autograd) over the concatenated batch, both in float64: agreement to ~1e-15 expected;
+    1e-10 is a wide margin."""
+    import torch
+
+    x = torch.tensor(np.asarray(case["x"], np.float64), requires_grad=True)
+    gamma, beta = (torch.tensor(np.asarray(case[n], np.float64), requires_grad=True)
+                   for n in ("gamma", "beta"))
+    out = torch.nn.functional.batch_norm(x, None, None, gamma, beta, training=True,
+                                         eps=case["eps"])
+    out.backward(torch.tensor(np.asarray(case["dout"], np.float64)))
+    expected = _backward_expected(case)
+    for name, got in (("out", out), ("dx", x.grad), ("dgamma", gamma.grad), ("dbeta", beta.grad)):
+        np.testing.assert_allclose(expected[name], got.detach().numpy(), rtol=1e-10, atol=1e-10,
+                                   err_msg=name)
+
+
+def test_the_merge_ground_truth_equals_the_statistics_of_the_concatenated_data() -> None:
+    """cpu.merge_batch_stats (the merge part's ground truth) on groups of raw float64 data,
+    an empty and a single-value group among them, against np.mean and the two-pass M2 of all
+    the values at once: ~1e-13 expected, 1e-10 a wide margin."""
+    rng = np.random.default_rng(7)
+    groups = [rng.normal(5.0, 2.0, size=(size, 3)) for size in (4, 0, 1, 9)]
+    count = np.array([len(g) for g in groups])
+    means = np.stack([g.mean(axis=0) if len(g) else np.zeros(3) for g in groups])
+    m2 = np.stack([((g - g.mean(axis=0)) ** 2).sum(axis=0) if len(g) else np.zeros(3)
+                   for g in groups])
+    total, mean, merged_m2 = cpu.merge_batch_stats(count, means, m2)
+    values = np.concatenate(groups)
+    assert total == len(values)
+    np.testing.assert_allclose(mean, values.mean(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(merged_m2, ((values - values.mean(axis=0)) ** 2).sum(axis=0),
+                               rtol=1e-10)
