@@ -104,7 +104,8 @@ def merge_cases() -> list[dict[str, Any]]:
                    3, np.float64, seed=702),
         merge_case("3 float64 groups of sizes (0, 6, 3), the first empty", (0, 6, 3), 2,
                    np.float64, seed=703),
-        merge_case("3 float32 groups of sizes (8, 5, 7) with means near 1000, spread 1",
+        merge_case("3 float32 groups of sizes (8, 5, 7), means near 1000 and spread 1 (where "
+                   "sum x^2 - m mu^2 cancels)",
                    (8, 5, 7), 4, np.float32, seed=704, offset=1000.0),
     ]
 
@@ -114,7 +115,7 @@ def merge_cases_hidden() -> list[dict[str, Any]]:
         merge_case("2 float64 groups of sizes (7, 3)", (7, 3), 4, np.float64, seed=711),
         merge_case("5 float64 groups of sizes (2, 0, 1, 6, 0), empty ones in the middle and "
                    "last", (2, 0, 1, 6, 0), 3, np.float64, seed=712),
-        merge_case("4 float32 groups of sizes (1, 9, 4, 6) with means near -2000, spread 2",
+        merge_case("4 float32 groups of sizes (1, 9, 4, 6), means near -2000 and spread 2",
                    (1, 9, 4, 6), 3, np.float32, seed=713, offset=-2000.0, spread=2.0),
     ]
 
