@@ -8,8 +8,8 @@ The framework (see README.md in this folder):
 - ``variants``: the catalogue of known mistakes.
 
 Then one module per assignment (``initialization``, ``whitening``, ``bn_transform``,
-``backprop``, ``inference``, ``in_practice``), each defining ``ASSIGNMENT`` and a list
-``PARTS``; this package imports every one of them and indexes the parts by id. A part's id,
+``backprop``, ``inference``, ``in_practice``, ``distributed``), each defining ``ASSIGNMENT``
+and a list ``PARTS``; this package imports every one of them and indexes the parts by id. A part's id,
 ``"<assignment>-<name>"``, equals the nbgrader ``grade_id`` of the test cell that calls
 ``bncourse.testing.check(id, obj)``, and its points equal that cell's points.
 

@@ -724,3 +724,167 @@ FOLD_VARIANTS: tuple[Variant, ...] = (
         applies=_eps_not_default,
     ),
 )
+
+
+# --------------------------------------------------------------------------- distributed (07)
+#
+# Cases of assignment 07 hold the whole batch as one array "x" (and "dout") with the group
+# (rank) sizes in "sizes"; the merge cases hold per-group "count", "mean" and "m2" directly.
+
+
+def split_groups(case: Case, name: str = "x") -> list[np.ndarray]:
+    """The K groups (ranks) of ``case[name]`` in float64, split along axis 0 by ``sizes``."""
+    edges = np.cumsum(np.asarray(case["sizes"]))[:-1]
+    return np.split(np.asarray(case[name], dtype=np.float64), edges)
+
+
+def group_stats(groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-group (count (K,), mean (K, C), M2 (K, C)) in float64, as each rank computes them."""
+    count = np.array([g.size // g.shape[1] for g in groups])
+    means = np.stack([g.mean(axis=channel_axes(g)) for g in groups])
+    m2 = np.stack([((g - per_channel(mu, g)) ** 2).sum(axis=channel_axes(g))
+                   for g, mu in zip(groups, means, strict=True)])
+    return count, means, m2
+
+
+def merged(count: np.ndarray, means: np.ndarray, m2: np.ndarray, weighted: bool = True,
+           between: bool = True, between_around_wrong_mean: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, M2) of the union of the groups, with the pieces a mistaken merge gets wrong.
+
+    - weighted=False: the mean is the plain average of the K group means;
+    - between=False: M2 is the sum of the groups' M2 (no between-group term);
+    - between_around_wrong_mean=False: with weighted=False, the between-group term is still
+      taken around the right mean (only the returned mean is wrong).
+    """
+    counts = np.asarray(count, dtype=np.float64)[:, None]
+    right_mean = (counts * means).sum(axis=0) / counts.sum()
+    mean = right_mean if weighted else means.mean(axis=0)
+    centre = mean if between_around_wrong_mean else right_mean
+    between_term = (counts * (means - centre) ** 2).sum(axis=0) if between else 0.0
+    return mean, m2.sum(axis=0) + between_term
+
+
+def _merge_case(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    count = np.asarray(case["count"])
+    return count, *_f64(case, "mean", "m2")
+
+
+def merge_with(case: Case, **mistake: bool) -> Arrays:
+    mean, m2 = merged(*_merge_case(case), **mistake)
+    return {"mean": mean, "m2": m2}
+
+
+UNWEIGHTED_GROUP_MEANS = (
+    "the group means seem to be averaged without weighting them by their counts; the mean of "
+    "the whole batch is sum_k m_k mu_k / m, so a group of one sample weighs less than a group "
+    "of eight (and an empty group not at all)."
+)
+NO_BETWEEN_GROUP_TERM = (
+    "M2 seems to be the sum of the groups' M2 alone; the groups' means differ, so merging adds "
+    "the between-group term sum_k m_k (mu_k - mu)^2 (Chan's delta^2 m_A m_B / m for two groups)."
+)
+
+MERGE_VARIANTS = (
+    Variant("unweighted_group_means", UNWEIGHTED_GROUP_MEANS,
+            lambda case: {"mean": merge_with(case, weighted=False)["mean"]}),
+    Variant("unweighted_group_means", UNWEIGHTED_GROUP_MEANS,
+            lambda case: merge_with(case, weighted=False)),
+    Variant("no_between_group_term", NO_BETWEEN_GROUP_TERM,
+            lambda case: {"m2": merge_with(case, between=False)["m2"]}),
+)
+
+
+def _sync_forward_case(case: Case) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, float]:
+    gamma, beta = _f64(case, "gamma", "beta")
+    return split_groups(case), gamma, beta, float(case["eps"])
+
+
+def sync_forward_with(case: Case, variance: str = "M2/m", local: bool = False,
+                      **mistake: bool) -> Arrays:
+    """SyncBN's output over the whole batch, from group statistics merged as a mistake would.
+
+    ``variance``: "M2/m" (right), "M2/(m-1)" (unbiased), "variances" (the merge fed the
+    groups' biased variances in place of their M2). ``local``: every group normalised with
+    its own statistics (nothing exchanged). ``mistake``: passed on to ``merged``.
+    """
+    groups, gamma, beta, eps = _sync_forward_case(case)
+    count, means, m2 = group_stats(groups)
+    if local:
+        outs = [_normalise(g, gamma, beta, eps) for g in groups]
+        return {"out": np.concatenate(outs)}
+    if variance == "variances":
+        mean, spread = merged(count, means, m2 / count[:, None], **mistake)
+    else:
+        mean, spread = merged(count, means, m2, **mistake)
+    m = count.sum()
+    var = spread / (m - 1 if variance == "M2/(m-1)" else m)
+    x = np.concatenate(groups)
+    out = per_channel(gamma, x) * (x - per_channel(mean, x)) / per_channel(np.sqrt(var + eps), x)
+    return {"out": out + per_channel(beta, x)}
+
+
+def _several_values(case: Case) -> bool:
+    return int(np.sum(case["sizes"])) > 1
+
+
+SYNC_FORWARD_VARIANTS = (
+    Variant("unbiased_variance",
+            "the variance seems to divide the merged M2 by m - 1; BN normalises with the biased "
+            "batch variance M2 / m, m the number of values of a channel over all ranks.",
+            lambda case: sync_forward_with(case, variance="M2/(m-1)"), applies=_several_values),
+    Variant("unweighted_group_means", UNWEIGHTED_GROUP_MEANS,
+            lambda case: sync_forward_with(case, weighted=False, between_around_wrong_mean=False)),
+    Variant("unweighted_group_means", UNWEIGHTED_GROUP_MEANS,
+            lambda case: sync_forward_with(case, weighted=False)),
+    Variant("no_between_group_term", NO_BETWEEN_GROUP_TERM,
+            lambda case: sync_forward_with(case, between=False)),
+    Variant("merged_variances",
+            "the merge seems to be fed each rank's variance where it expects M2; M2_k is the "
+            "sum of squared deviations, m_k times the rank's biased variance, and the merged "
+            "M2 divided by m is the batch variance.",
+            lambda case: sync_forward_with(case, variance="variances")),
+    Variant("local_statistics",
+            "each rank seems to normalise with the statistics of its own slice; SyncBN "
+            "normalises every slice with the mean and variance of the whole batch (merge the "
+            "ranks' (m_k, mu_k, M2_k) first).",
+            lambda case: sync_forward_with(case, local=True)),
+)
+
+
+def sync_backward_with(case: Case, local_m: bool = False, local_sums: bool = False) -> Arrays:
+    """dx of SyncBN over the whole batch, with the global statistics, and a mistake's pieces.
+
+    ``local_m``: each rank divides the all-reduced sums by its own m_k instead of m;
+    ``local_sums``: each rank uses the sums over its own slice (no all-reduce) and its m_k.
+    """
+    groups, gamma, _, eps = _sync_forward_case(case)
+    douts = split_groups(case, "dout")
+    x = np.concatenate(groups)
+    axes = channel_axes(x)
+    mean, var = x.mean(axis=axes), x.var(axis=axes)
+    inv_std = 1.0 / np.sqrt(var + eps)
+    x_hats = [(g - per_channel(mean, g)) * per_channel(inv_std, g) for g in groups]
+    total_dy = sum(dy.sum(axis=axes) for dy in douts)
+    total_dy_xhat = sum((dy * xh).sum(axis=axes) for dy, xh in zip(douts, x_hats, strict=True))
+    m = x.size // x.shape[1]
+    dxs = []
+    for dy, xh in zip(douts, x_hats, strict=True):
+        sum_dy, sum_dy_xhat = ((dy.sum(axis=axes), (dy * xh).sum(axis=axes)) if local_sums
+                               else (total_dy, total_dy_xhat))
+        count = dy.size // dy.shape[1] if (local_m or local_sums) else m
+        dxs.append(per_channel(gamma * inv_std, dy) * (
+            dy - per_channel(sum_dy / count, dy) - xh * per_channel(sum_dy_xhat / count, dy)))
+    return {"dx": np.concatenate(dxs)}
+
+
+SYNC_BACKWARD_VARIANTS = (
+    Variant("local_m_in_backward",
+            "dx seems to divide the all-reduced sums by the rank's own m_k; they are sums over "
+            "the whole batch, so the means in dx divide them by the global m = sum_k m_k.",
+            lambda case: sync_backward_with(case, local_m=True)),
+    Variant("backward_not_all_reduced",
+            "dx seems to use the sums of dy and dy * x_hat over the rank's own slice; every "
+            "rank needs the sums over the whole batch (an all-reduce of the ranks' sums), "
+            "divided by the global m.",
+            lambda case: sync_backward_with(case, local_sums=True)),
+)

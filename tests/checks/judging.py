@@ -27,6 +27,7 @@ NOTEBOOKS = {
     "01_initialization": "initialization.ipynb",
     "02_whitening": "whitening.ipynb",
     "06_in_practice": "in_practice.ipynb",
+    "07_distributed": "distributed.ipynb",
 }
 
 # --------------------------------------------------------------------------- variant catalogues
