@@ -248,8 +248,14 @@ def _autograde(course: Path, assignment: str, name: str, notebooks: dict[str, An
         subprocess.Popen(
             # The course's config gives a cell 60 s; the slowest cells of the solutions take
             # a few seconds idle and ten times that on a loaded 2-core machine: 600 s here.
+            # Kernels talk over Unix sockets: with TCP, jupyter_client picks free ports and
+            # closes them before the kernel binds, so kernels started at the same moment by
+            # these shards (or anything else on the machine) can take each other's ports
+            # ("Address already in use", "Kernel died before replying to kernel_info").
+            # The socket path is absolute: the kernel runs in the notebook's folder.
             [sys.executable, "-m", "nbgrader", "autograde", assignment, "--force",
-             f"--db={_db(shard)}", "--log-level=WARN", "--Execute.timeout=600"],
+             f"--db={_db(shard)}", "--log-level=WARN", "--Execute.timeout=600",
+             "--KernelManager.transport=ipc", f"--KernelManager.ip={shard / 'kernel-ipc'}"],
             cwd=shard, env=release.nbgrader_environment(), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True,
         )
