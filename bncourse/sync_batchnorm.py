@@ -157,11 +157,7 @@ class SyncBatchNorm(_BatchNorm):
         if not self._synchronised():
             return super().forward(input)
         self._check_input_dim(input)
-        momentum = 0.0 if self.momentum is None else self.momentum
-        if self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-            if self.momentum is None:  # cumulative average of all batches so far
-                momentum = 1.0 / float(self.num_batches_tracked)
+        momentum = self._count_batch()  # synchronised implies training
         input = _check_tensor("input", input)
         ones = input.new_ones(self.num_features, dtype=_compute_dtype(input))
         gamma = self.weight if self.weight is not None else ones
