@@ -238,12 +238,8 @@ class FusedBatchNormFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any,
-        x: torch.Tensor,
-        gamma: torch.Tensor | None,
-        beta: torch.Tensor | None,
-        eps: float = 1e-5,
-        compiled: bool = False,
+        ctx: Any, x: torch.Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | None,  # as gpu.BatchNormFunction
+        eps: float = 1e-5, compiled: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, gamma, beta = _autograd_inputs(ctx, x, gamma, beta)
         out, cache, mean, var = _forward(x, gamma, beta, eps, compiled)

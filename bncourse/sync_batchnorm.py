@@ -136,14 +136,10 @@ class SyncBatchNorm(_BatchNorm):
 
     def __init__(
         self,
-        num_features: int,
-        eps: float = 1e-5,
-        momentum: float | None = 0.1,
-        affine: bool = True,
-        track_running_stats: bool = True,
-        process_group: Any = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
+        num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,  # as BatchNorm1d/2d
+        affine: bool = True, track_running_stats: bool = True,
+        process_group: Any = None,  # where torch.nn.SyncBatchNorm has it: before device and dtype
+        device: torch.device | str | None = None, dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
         self.process_group = process_group
