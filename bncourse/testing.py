@@ -17,6 +17,7 @@ from typing import Any
 
 from bncourse.checks import PARTS, Part
 from bncourse.checks.core import Verdict, fail
+from bncourse.checks.outputs import UnusableResultError
 from bncourse.checks.shortcuts import borrowed, find_shortcuts, source_of, tripwire
 
 __all__ = ["check", "run_case"]
@@ -49,6 +50,9 @@ def run_case(part: Part, obj: Any, case: dict[str, Any]) -> Verdict:
     try:
         with tripwire() as hits:
             outputs = part.run(obj, case)
+    except UnusableResultError as error:  # the checks' own finding: the student's code raised nothing
+        where = f"{part.target} ({case.get('label', 'a test case')})"
+        return fail(f"{where}: {error}", "unusable_result")
     except Exception as error:  # any error of the student's code is a verdict
         where = f"{part.target} ({case.get('label', 'a test case')})"
         return fail(f"{where} raised {type(error).__name__}: {error}", "exception")

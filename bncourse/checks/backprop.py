@@ -17,7 +17,7 @@ import numpy as np
 
 from bncourse import cpu
 from bncourse.checks.core import Variant, Verdict, fail, judge_outputs, ok, part_pair
-from bncourse.checks.outputs import as_array, kind_of, numpy_output, pair
+from bncourse.checks.outputs import UnusableResultError, as_array, kind_of, numpy_output, pair
 from bncourse.checks.variants import BACKWARD_VARIANTS
 
 ASSIGNMENT = "04_backprop"
@@ -84,7 +84,7 @@ def _tolerance(case: dict[str, Any]) -> tuple[float, float]:
 def _student_forward(backward: Any) -> Any:
     forward = getattr(backward, "__globals__", {}).get("batchnorm_forward")
     if forward is None:
-        raise NameError(
+        raise UnusableResultError(
             "the backward parts call your batchnorm_forward to get the cache; define it in the "
             "notebook above"
         )
@@ -98,7 +98,7 @@ def run_backward(backward: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
                     "batchnorm_forward")
     grads = backward(dout, cache)
     if not isinstance(grads, tuple | list) or len(grads) != 3:
-        raise TypeError(
+        raise UnusableResultError(
             f"the backward pass should return (dx, dgamma, dbeta), got {type(grads).__name__}"
         )
     dx, dgamma, dbeta = (numpy_output(g, name, "the backward pass")
@@ -272,6 +272,38 @@ def _autograd_hints() -> Iterator[None]:
         raise kind(f"{error} (hint: {hint})") from error
 
 
+@contextlib.contextmanager
+def _numpy_watch() -> Iterator[list[str]]:
+    """Record every tensor turned into a NumPy array while the block runs (``.numpy()`` or
+    ``np.asarray(tensor)``): BatchNormFunction must stay in torch, so that it runs on the
+    tensors' device and autograd sees every step."""
+    import torch
+
+    seen: list[str] = []
+    originals = {name: getattr(torch.Tensor, name) for name in ("numpy", "__array__")}
+
+    def watched(name: str) -> Any:
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            seen.append(name)
+            return originals[name](self, *args, **kwargs)
+        return method
+
+    for name in originals:
+        setattr(torch.Tensor, name, watched(name))
+    try:
+        yield seen
+    finally:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, original)
+
+
+NUMPY_INSIDE = (
+    "it turned a tensor into a NumPy array ({how}); a torch.autograd.Function must stay in "
+    "torch, so that it runs on the tensors' device (a GPU tensor has no NumPy view): use "
+    "torch operations (x.mean(dim=...), torch.rsqrt, ...)."
+)
+
+
 def run_function(function: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
     """Forward and backward through the student's Function, then torch's gradcheck on it."""
     import torch
@@ -282,10 +314,10 @@ def run_function(function: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
         return torch.tensor(case[name], device=device, requires_grad=True)
 
     x, gamma, beta = leaf("x"), leaf("gamma"), leaf("beta")
-    with _autograd_hints():
+    with _autograd_hints(), _numpy_watch() as numpy_calls:
         out = function.apply(x, gamma, beta, eps)
         if not isinstance(out, torch.Tensor):
-            raise TypeError(f"BatchNormFunction.forward returned {kind_of(out)}; it should return "
+            raise UnusableResultError(f"BatchNormFunction.forward returned {kind_of(out)}; it should return "
                             "the output tensor alone (keep what backward needs on ctx)")
         out.backward(torch.tensor(case["dout"], device=device))
     # gradcheck compares the student's backward with finite differences of the student's
@@ -299,11 +331,16 @@ def run_function(function: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
     return {
         "out": as_array(out), "dx": as_array(x.grad), "dgamma": as_array(gamma.grad),
         "dbeta": as_array(beta.grad), "gradcheck": np.asarray(bool(consistent)),
+        "numpy_calls": np.asarray(numpy_calls, dtype=str),
     }
 
 
 def judge_function(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
     where = f"BatchNormFunction ({case['label']})"
+    numpy_calls = [str(c) for c in np.asarray(outputs.get("numpy_calls", [])).ravel()]
+    if numpy_calls:
+        how = "tensor.numpy()" if "numpy" in numpy_calls else "np.asarray(tensor) or a NumPy call"
+        return fail(f"{where}: {NUMPY_INSIDE.format(how=how)}", "numpy_inside_function")
     x, gamma, beta = (np.asarray(case[n], dtype=np.float64) for n in ("x", "gamma", "beta"))
     out, _ = cpu.batchnorm_forward(x, gamma, beta, eps=case["eps"])
     verdict = judge_outputs("BatchNormFunction", case, outputs, {"out": out}, TOL_FLOAT64)

@@ -14,7 +14,7 @@ import numpy as np
 
 from bncourse import cpu
 from bncourse.checks.core import Verdict, judge_outputs, part_pair
-from bncourse.checks.outputs import broadcast_hint, numpy_output, pair
+from bncourse.checks.outputs import UnusableResultError, broadcast_hint, numpy_output, pair
 from bncourse.checks.variants import FORWARD_VARIANTS
 
 ASSIGNMENT = "03_bn_transform"
@@ -133,7 +133,7 @@ def run(batchnorm_forward: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
     out, cache = pair(result, TARGET)
     if (not isinstance(out, np.ndarray) and isinstance(cache, np.ndarray)
             and cache.shape == x.shape):
-        raise TypeError(f"{TARGET} seems to return (cache, out): its second element has the "
+        raise UnusableResultError(f"{TARGET} seems to return (cache, out): its second element has the "
                         "shape of x; return them in the order (out, cache)")
     out = numpy_output(out, "out", TARGET)
     return {"out": out, "after_x": x, "after_gamma": gamma, "after_beta": beta}

@@ -149,6 +149,11 @@ def _index(flat_index: int, shape: tuple[int, ...]) -> str:
     return str(tuple(int(i) for i in np.unravel_index(flat_index, shape)))
 
 
+def _quoted(name: str) -> str:
+    """A code name in backticks; a description (``labels`` of ``judge_outputs``) as it is."""
+    return f"`{name}`" if name.isidentifier() else name
+
+
 def compare(name: str, got: Any, expected: np.ndarray, rtol: float, atol: float) -> str | None:
     """Compare one output with the expected array.
 
@@ -162,20 +167,21 @@ def compare(name: str, got: Any, expected: np.ndarray, rtol: float, atol: float)
     values, or the largest difference, its index and the two values there.
     """
     expected = np.asarray(expected)
+    name = _quoted(name)
     if not isinstance(got, np.ndarray) and not np.isscalar(got):
-        return f"`{name}` should be a NumPy array, got {type(got).__name__}."
+        return f"{name} should be a NumPy array, got {type(got).__name__}."
     got = np.asarray(got)
     if got.shape != expected.shape:
-        return f"`{name}` has shape {got.shape}, expected {expected.shape}."
+        return f"{name} has shape {got.shape}, expected {expected.shape}."
     if not np.issubdtype(got.dtype, np.number) or np.iscomplexobj(got):
-        return f"`{name}` has dtype {got.dtype}, expected real numbers."
+        return f"{name} has dtype {got.dtype}, expected real numbers."
     got64 = got.astype(np.float64)
     exp64 = expected.astype(np.float64)
     bad_finite = np.isfinite(got64) != np.isfinite(exp64)
     if bad_finite.any():
         flat = int(np.flatnonzero(bad_finite)[0])
         return (
-            f"`{name}` holds {got64.flat[flat]} at index {_index(flat, got.shape)} where "
+            f"{name} holds {got64.flat[flat]} at index {_index(flat, got.shape)} where "
             f"{exp64.flat[flat]:.6g} was expected."
         )
     finite = np.isfinite(exp64)
@@ -185,7 +191,7 @@ def compare(name: str, got: Any, expected: np.ndarray, rtol: float, atol: float)
     flat = int(np.argmax(excess))
     diff = float(np.abs(got64 - exp64).flat[flat])
     return (
-        f"`{name}` is wrong: the largest difference is {diff:.3g} at index "
+        f"{name} is wrong: the largest difference is {diff:.3g} at index "
         f"{_index(flat, got.shape)} (got {got64.flat[flat]:.6g}, expected "
         f"{exp64.flat[flat]:.6g})."
     )
@@ -253,18 +259,21 @@ class Variant:
 
 
 def _problems(
-    outputs: Mapping[str, Any], wanted: Mapping[str, np.ndarray], rtol: float, atol: float
+    outputs: Mapping[str, Any], wanted: Mapping[str, np.ndarray], rtol: float, atol: float,
+    labels: Mapping[str, str] | None = None,
 ) -> list[str]:
     found = []
     for name, value in wanted.items():
-        problem = compare(name, outputs.get(name), value, rtol, atol)
+        label = (labels or {}).get(name, name)
+        problem = compare(label, outputs.get(name), value, rtol, atol)
         if problem:
             found.append(problem)
     return found
 
 
 def diagnose(where: str, case: Case, outputs: Mapping[str, Any], expected: Mapping[str, np.ndarray],
-             tolerance: Tolerance, variants: Sequence[Variant] = ()) -> Verdict:
+             tolerance: Tolerance, variants: Sequence[Variant] = (),
+             labels: Mapping[str, str] | None = None) -> Verdict:
     """Verdict on ``outputs``: right, a known mistake, or the largest difference.
 
     Soundness rules (a diagnosis must never be a guess): a variant is only tried when it
@@ -279,9 +288,11 @@ def diagnose(where: str, case: Case, outputs: Mapping[str, Any], expected: Mappi
     - expected: the right outputs (name -> array).
     - tolerance: (rtol, atol).
     - variants: known mistakes to try, in order of preference.
+    - labels: output name -> how messages call it, for outputs whose names are internal keys
+      (e.g. "train_out_0" -> "the output of training step 1").
     """
     rtol, atol = tolerance
-    problems = _problems(outputs, expected, rtol, atol)
+    problems = _problems(outputs, expected, rtol, atol, labels)
     if not problems:
         return ok()
     for variant in variants:
@@ -302,7 +313,8 @@ def diagnose(where: str, case: Case, outputs: Mapping[str, Any], expected: Mappi
 def judge_outputs(target: str, case: Case, outputs: Mapping[str, Any],
                   expected: Mapping[str, np.ndarray], tolerance: Tolerance,
                   variants: Sequence[Variant] = (), dtype_of: str | None = None,
-                  inputs: Sequence[str] = ()) -> Verdict:
+                  inputs: Sequence[str] = (),
+                  labels: Mapping[str, str] | None = None) -> Verdict:
     """The usual judge: inputs intact, outputs present, dtype kept, values right or diagnosed.
 
     Inputs:
@@ -314,19 +326,22 @@ def judge_outputs(target: str, case: Case, outputs: Mapping[str, Any],
     - variants: known mistakes to try when the result is wrong.
     - dtype_of: name of the case input whose dtype every output must keep, or None.
     - inputs: names of the case inputs that must come back unmodified.
+    - labels: output name -> how messages call it (default: the name in backticks).
     """
+    labels = labels or {}
     where = f"{target} ({case.get('label', 'a test case')})"
     mutated = unchanged(case, outputs, inputs)
     if mutated:
         return fail(f"{where}: {mutated}", "mutates_input")
     missing = [name for name in expected if name not in outputs]
     if missing:
-        return fail(f"{where}: returned no `{missing[0]}`.", "exception")
+        return fail(f"{where}: returned no {_quoted(labels.get(missing[0], missing[0]))}.",
+                    "exception")
     if dtype_of is not None:
         want = np.asarray(case[dtype_of]).dtype
         for name in expected:
             got_dtype = np.asarray(outputs[name]).dtype
             if got_dtype != want:
-                return fail(f"{where}: `{name}` is {got_dtype} but the input is {want}; keep "
+                return fail(f"{where}: {_quoted(labels.get(name, name))} is {got_dtype} but the input is {want}; keep "
                             f"the input's dtype.", "dtype_changed")
-    return diagnose(where, case, outputs, expected, tolerance, variants)
+    return diagnose(where, case, outputs, expected, tolerance, variants, labels)

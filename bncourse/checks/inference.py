@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from bncourse import cpu
-from bncourse.checks.core import Variant, Verdict, judge_outputs, part_pair
-from bncourse.checks.outputs import as_array, broadcast_hint, numpy_output, pair
+from bncourse.checks.core import Variant, Verdict, compare, fail, judge_outputs, part_pair
+from bncourse.checks.outputs import UnusableResultError, as_array, broadcast_hint, numpy_output, pair
 from bncourse.checks.variants import (
     FOLD_VARIANTS,
     INFERENCE_VARIANTS,
@@ -320,7 +320,7 @@ def run_layer(layer_class: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
         out = layer(x)
         out.backward(torch.from_numpy(case["train_dout"][step]))
         if x.grad is None:
-            raise RuntimeError("no gradient reached the input: compute the forward pass with "
+            raise UnusableResultError("no gradient reached the input: compute the forward pass with "
                                "torch operations so that autograd can differentiate it")
         outputs[f"train_out_{step}"] = as_array(out)
         outputs[f"train_dx_{step}"] = as_array(x.grad)
@@ -330,17 +330,48 @@ def run_layer(layer_class: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
     with torch.no_grad():
         outputs["eval_out"] = as_array(layer(torch.from_numpy(case["test_x"])))
     outputs["eval_running_mean"] = as_array(layer.running_mean).copy()
+    outputs["buffers"] = np.asarray(_are_buffers(layer))
     return outputs
+
+
+def _are_buffers(layer: Any) -> bool:
+    """Whether running_mean and running_var are registered buffers: listed by named_buffers()
+    (so .to() moves them), saved in state_dict(), and taking no gradient."""
+    buffers, state = dict(layer.named_buffers()), layer.state_dict()
+    return all(name in buffers and name in state and not buffers[name].requires_grad
+               for name in ("running_mean", "running_var"))
+
+
+NOT_BUFFERS = (
+    "running_mean and running_var should be buffers: create them with "
+    "self.register_buffer('running_mean', torch.zeros(num_features)) (and likewise "
+    "running_var), so that they move with .to(), appear in state_dict() and take no gradient."
+)
+
+
+def _layer_labels() -> dict[str, str]:
+    """How messages call the layer's outputs (never the internal keys)."""
+    labels = {"eval_out": "the output in eval mode",
+              "eval_running_mean": "running_mean after the call in eval mode"}
+    for step in range(STEPS):
+        after = f"after training step {step + 1}"
+        labels |= {f"train_out_{step}": f"the output of training step {step + 1}",
+                   f"train_dx_{step}": f"the input gradient of training step {step + 1}",
+                   f"running_mean_{step}": f"running_mean {after}",
+                   f"running_var_{step}": f"running_var {after}"}
+    return labels
 
 
 def simulate_layer(case: dict[str, Any], momentum_inverted: bool = False, ddof: int = 1,
                    eval_batch_stats: bool = False, feed_std: bool = False,
-                   update_in_eval: str = "") -> dict[str, np.ndarray]:
+                   update_in_eval: str = "", out_ddof: int = 0) -> dict[str, np.ndarray]:
     """The layer in float64, with the switches a mistaken layer gets wrong (no gradients).
 
     - feed_std: running_var fed the unbiased batch standard deviation.
     - update_in_eval: "before" / "after" the eval output is computed, the running statistics
       are also updated with the eval batch ("" : not updated, as it should be).
+    - out_ddof: 1 normalises the training outputs by the unbiased variance (torch.var's
+      default) instead of the biased one.
     """
     weight, bias = (np.asarray(case[n], dtype=np.float64) for n in ("weight", "bias"))
     momentum = 1.0 - case["momentum"] if momentum_inverted else case["momentum"]
@@ -355,7 +386,8 @@ def simulate_layer(case: dict[str, Any], momentum_inverted: bool = False, ddof: 
     result: dict[str, np.ndarray] = {}
     for step, x in enumerate(np.asarray(case["train_x"], dtype=np.float64)):
         axes = channel_axes(x)
-        result[f"train_out_{step}"] = normalise(x, x.mean(axis=axes), x.var(axis=axes))
+        result[f"train_out_{step}"] = normalise(x, x.mean(axis=axes),
+                                                x.var(axis=axes, ddof=out_ddof))
         mean = (1 - momentum) * mean + momentum * x.mean(axis=axes)
         batch_var = x.var(axis=axes, ddof=ddof)
         var = (1 - momentum) * var + momentum * (np.sqrt(batch_var) if feed_std else batch_var)
@@ -385,6 +417,16 @@ def _layer_detached(case: dict[str, Any]) -> dict[str, np.ndarray]:
     return result
 
 
+def _unbiased_in_training(case: dict[str, Any], outputs: Any, expected: Any) -> bool:
+    """The training outputs normalised by the unbiased variance (torch.var's default); their
+    gradients differ too, so only the outputs are compared."""
+    simulated = simulate_layer(case, out_ddof=1)
+    keys = [f"train_out_{step}" for step in range(STEPS)]
+    rtol, atol = TOL_FLOAT32
+    return (any(compare(k, simulated[k], expected[k], 10 * rtol, 10 * atol) for k in keys)
+            and not any(compare(k, outputs.get(k), simulated[k], rtol, atol) for k in keys))
+
+
 def _eval_part(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: v for k, v in outputs.items() if k.startswith("eval")}
 
@@ -396,6 +438,12 @@ UPDATES_IN_EVAL = (
 
 
 LAYER_VARIANTS = (
+    Variant("unbiased_variance",
+            "the training outputs seem to be normalised by the unbiased variance (torch.var "
+            "divides by m - 1 unless told otherwise); normalise by the biased one, "
+            "torch.var(x, unbiased=False) or ((x - mean) ** 2).mean(...), and keep the "
+            "unbiased one for running_var.",
+            matches=_unbiased_in_training),
     Variant("inverted_momentum",
             "the running statistics seem to use an inverted momentum; PyTorch's convention is "
             "new = (1 - momentum) * old + momentum * batch statistic.",
@@ -449,8 +497,11 @@ def judge_layer(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict
     with torch.no_grad():
         expected["eval_out"] = reference(torch.tensor(case["test_x"], dtype=torch.float64)).numpy()
     expected["eval_running_mean"] = reference.running_mean.numpy().copy()
+    if not bool(np.asarray(outputs.get("buffers", True))):
+        return fail(f"BatchNorm1d ({case['label']}): {NOT_BUFFERS}", "not_buffers")
     # The training-mode parts of the layer are the student's BN forward; float32 throughout.
-    return judge_outputs("BatchNorm1d", case, outputs, expected, TOL_FLOAT32, LAYER_VARIANTS)
+    return judge_outputs("BatchNorm1d", case, outputs, expected, TOL_FLOAT32, LAYER_VARIANTS,
+                         labels=_layer_labels())
 
 
 # --------------------------------------------------------------------------- parts

@@ -30,7 +30,7 @@ from bncourse.checks.core import (
     part_pair,
     unchanged,
 )
-from bncourse.checks.outputs import as_array
+from bncourse.checks.outputs import UnusableResultError, as_array
 
 ASSIGNMENT = "02_whitening"
 
@@ -210,7 +210,7 @@ def _run_whiten(whiten: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
     x = np.array(case["x"])
     result = whiten(x, method=str(case["method"]), eps=case["eps"])
     if not isinstance(result, tuple | list) or len(result) != 3:
-        raise TypeError(f"whiten should return a tuple (x_white, W, mean), got {type(result).__name__}")
+        raise UnusableResultError(f"whiten should return a tuple (x_white, W, mean), got {type(result).__name__}")
     x_white, W, mean = result
     return {"x_white": as_array(x_white), "W": as_array(W), "mean": as_array(mean), "after_x": x}
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from bncourse.checks.outputs import unusable_message
 from bncourse.grading import frames
 
 MAX_ARRAY_ELEMENTS = 10_000_000
@@ -173,6 +174,9 @@ def _judge_case(part, case: dict, frame, not_run_reason: str) -> tuple[str | Non
     if status == "timeout":
         return f"{part.target} ran past the time limit of one check", "timeout"
     if status != "ok":
+        unusable = unusable_message(str(header.get("error") or ""))
+        if unusable is not None:  # the checks' own finding, not an error of the student's code
+            return f"{part.target}: {_text(unusable, 300)}", "unusable_result"
         return f"{part.target} raised {_text(header.get('error'), 300)}", "exception"
     try:
         outputs = load_outputs(payload)
