@@ -30,7 +30,8 @@ def check(part_id: str, obj: Any) -> None:
     - part_id: the part's id, equal to the nbgrader grade_id of the calling cell.
     - obj: the student's function or class (the part's ``target``).
 
-    Prints ``passed: <description>`` when every case passes.
+    Prints ``passed: <description>`` when every case passes and, for a visible part with a
+    hidden twin, one more line naming what the hidden cases add.
     """
     if part_id not in PARTS:
         raise KeyError(f"part_id: expected one of {sorted(PARTS)}, got {part_id!r}")
@@ -43,6 +44,9 @@ def check(part_id: str, obj: Any) -> None:
         if not verdict.passed:
             raise AssertionError(verdict.message)
     print(f"passed: {part.description}")
+    hidden = PARTS.get(f"{part_id}_hidden")
+    if hidden is not None:  # what grading adds, so that nothing there is a surprise
+        print(f"at grading, hidden cases add: {hidden.description}")
 
 
 def run_case(part: Part, obj: Any, case: dict[str, Any]) -> Verdict:

@@ -16,8 +16,16 @@ from typing import Any
 import numpy as np
 
 from bncourse import cpu
+from bncourse.checks.bn_transform import BROADCAST_HINT
 from bncourse.checks.core import Variant, Verdict, fail, judge_outputs, ok, part_pair
-from bncourse.checks.outputs import UnusableResultError, as_array, kind_of, numpy_output, pair
+from bncourse.checks.outputs import (
+    UnusableResultError,
+    as_array,
+    broadcast_hint,
+    kind_of,
+    numpy_output,
+    pair,
+)
 from bncourse.checks.variants import BACKWARD_VARIANTS
 
 ASSIGNMENT = "04_backprop"
@@ -59,6 +67,12 @@ def backward_cases() -> list[dict[str, Any]]:
         _random_case("float64 x of shape (6, 4)", (6, 4), np.float64, seed=41),
         _random_case("float64 x of shape (2, 3, 4, 4)", (2, 3, 4, 4), np.float64, seed=42),
         _random_case("float32 x of shape (8, 3)", (8, 3), np.float32, seed=43),
+        # Smaller twins of the hidden categories (no surprises at grading).
+        _random_case("float64 x with N = 2, shape (2, 3, 5), one spatial axis, a constant "
+                     "channel, eps = 1e-3", (2, 3, 5), np.float64, seed=44,
+                     constant_channel=True, eps=1e-3),
+        _random_case("float64 x of shape (10, 2) with mean 1e4 x std, column 0 of variance "
+                     "1e-6", (10, 2), np.float64, seed=45, offset=1e4, tiny_channel=True),
     ]
 
 
@@ -94,9 +108,10 @@ def _student_forward(backward: Any) -> Any:
 def run_backward(backward: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
     """Student's forward, then the student's backward on its cache; inputs copied."""
     x, gamma, beta, dout = (np.array(case[n]) for n in ("x", "gamma", "beta", "dout"))
-    _, cache = pair(_student_forward(backward)(x, gamma, beta, eps=case["eps"]),
-                    "batchnorm_forward")
-    grads = backward(dout, cache)
+    with broadcast_hint(BROADCAST_HINT):
+        _, cache = pair(_student_forward(backward)(x, gamma, beta, eps=case["eps"]),
+                        "batchnorm_forward")
+        grads = backward(dout, cache)
     if not isinstance(grads, tuple | list) or len(grads) != 3:
         raise UnusableResultError(
             f"the backward pass should return (dx, dgamma, dbeta), got {type(grads).__name__}"
@@ -230,6 +245,9 @@ def function_cases() -> list[dict[str, Any]]:
             _random_case(f"float64 x of shape (5, 3) on {device}", (5, 3), np.float64, seed=71),
             _random_case(f"float64 x of shape (2, 3, 2, 2) on {device}", (2, 3, 2, 2),
                          np.float64, seed=72),
+            _random_case(f"float64 x with N = 2, shape (2, 3, 3), one spatial axis, a "
+                         f"constant channel, eps = 1e-2, on {device}", (2, 3, 3), np.float64,
+                         seed=73, constant_channel=True, eps=1e-2),
         ):
             cases.append({**case, "device": device})
     return cases
@@ -314,7 +332,7 @@ def run_function(function: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
         return torch.tensor(case[name], device=device, requires_grad=True)
 
     x, gamma, beta = leaf("x"), leaf("gamma"), leaf("beta")
-    with _autograd_hints(), _numpy_watch() as numpy_calls:
+    with _autograd_hints(), broadcast_hint(BROADCAST_HINT), _numpy_watch() as numpy_calls:
         out = function.apply(x, gamma, beta, eps)
         if not isinstance(out, torch.Tensor):
             raise UnusableResultError(f"BatchNormFunction.forward returned {kind_of(out)}; it should return "
@@ -364,12 +382,14 @@ BACKWARD_HIDDEN = ("N = 2, tiny variance, a constant channel, eps = 1e-3, one sp
 
 PARTS = [
     *part_pair(ASSIGNMENT, "backward", "batchnorm_backward", (2.0, 1.0),
-               ("batchnorm_backward on (N, D) and (N, C, H, W), float64 and float32",
+               ("batchnorm_backward on (N, D), (N, C, L) and (N, C, H, W), float64 and float32, "
+                "N = 2, a constant channel, mean 1e4 x std",
                 "batchnorm_backward: " + BACKWARD_HIDDEN),
                (backward_cases, backward_cases_hidden), run_backward,
                judge_backward("batchnorm_backward")),
     *part_pair(ASSIGNMENT, "backward_compact", "batchnorm_backward_compact", (2.0, 1.0),
-               ("batchnorm_backward_compact on (N, D) and (N, C, H, W), float64 and float32",
+               ("batchnorm_backward_compact on (N, D), (N, C, L) and (N, C, H, W), float64 and "
+                "float32, N = 2, a constant channel, mean 1e4 x std",
                 "batchnorm_backward_compact: " + BACKWARD_HIDDEN),
                (backward_cases, backward_cases_hidden), run_backward,
                judge_backward("batchnorm_backward_compact")),
@@ -379,7 +399,8 @@ PARTS = [
                (gradient_cases, gradient_cases_hidden), run_gradient, judge_gradient),
     *part_pair(ASSIGNMENT, "function", "BatchNormFunction", (2.0, 1.0),
                ("BatchNormFunction: output, gradients and torch.autograd.gradcheck on every "
-                "device",
+                "device; (N, C), (N, C, L) and (N, C, H, W), N = 2, a constant channel; tensors "
+                "stay in torch",
                 "BatchNormFunction: N = 2, one spatial axis with a constant channel, eps = 1e-2"),
                (function_cases, function_cases_hidden), run_function, judge_function),
 ]

@@ -90,6 +90,11 @@ def running_cases() -> list[dict[str, Any]]:
         running_case("float64 x of shape (8, 3), momentum 0.1", (8, 3), np.float64, seed=101),
         running_case("float32 x of shape (5, 4), momentum 0.2", (5, 4), np.float32, seed=102,
                      momentum=0.2),
+        # Smaller twins of the hidden categories (no surprises at grading).
+        running_case("float64 x with N = 2, shape (2, 2, 3, 2), momentum 0.5", (2, 2, 3, 2),
+                     np.float64, seed=103, momentum=0.5),
+        running_case("float32 x of shape (3, 3, 4), one spatial axis, momentum 1.0", (3, 3, 4),
+                     np.float32, seed=104, momentum=1.0),
     ]
 
 
@@ -135,6 +140,12 @@ def population_cases() -> list[dict[str, Any]]:
     return [
         population_case("5 float64 batches of shape (4, 3)", (5, 4, 3), np.float64, seed=121),
         population_case("3 float32 batches of shape (6, 2)", (3, 6, 2), np.float32, seed=122),
+        # Smaller twins of the hidden categories (no surprises at grading).
+        population_case("1 float64 batch of shape (3, 2)", (1, 3, 2), np.float64, seed=123),
+        population_case("3 float64 batches of shape (2, 2, 3, 2)", (3, 2, 2, 3, 2), np.float64,
+                        seed=124),
+        population_case("2 float64 batches of shape (3, 2, 4), one spatial axis", (2, 3, 2, 4),
+                        np.float64, seed=125),
     ]
 
 
@@ -177,6 +188,11 @@ def inference_cases() -> list[dict[str, Any]]:
     return [
         inference_case("float64 x of shape (6, 3)", (6, 3), np.float64, seed=141),
         inference_case("float32 x of shape (2, 3, 4, 4)", (2, 3, 4, 4), np.float32, seed=142),
+        # Smaller twins of the hidden categories (no surprises at grading).
+        inference_case("float64 x of a single example, shape (1, 3)", (1, 3), np.float64,
+                       seed=143),
+        inference_case("float64 x of shape (2, 3, 4), one spatial axis, eps = 1e-1", (2, 3, 4),
+                       np.float64, seed=144, eps=1e-1),
     ]
 
 
@@ -228,6 +244,13 @@ def fold_cases() -> list[dict[str, Any]]:
     return [
         fold_case("float64 Linear weight (4, 3) with bias", (4, 3), np.float64, seed=161),
         fold_case("float32 Linear weight (3, 5) with bias", (3, 5), np.float32, seed=162),
+        # Smaller twins of the hidden categories (no surprises at grading).
+        fold_case("float64 Linear weight (3, 4) and bias None", (3, 4), np.float64, seed=163,
+                  no_bias=True),
+        fold_case("float64 Conv weight (2, 3, 2, 2) with bias, eps = 1e-2", (2, 3, 2, 2),
+                  np.float64, seed=164, eps=1e-2),
+        fold_case("float32 Conv1d weight (3, 2, 3) with bias", (3, 2, 3), np.float32,
+                  seed=165),
     ]
 
 
@@ -293,7 +316,13 @@ def layer_case(label: str, shape: tuple[int, ...], seed: int, momentum: float = 
 
 
 def layer_cases() -> list[dict[str, Any]]:
-    return [layer_case("BatchNorm1d(4), batches of shape (8, 4)", (8, 4), seed=181)]
+    return [
+        layer_case("BatchNorm1d(4), batches of shape (8, 4)", (8, 4), seed=181),
+        layer_case("BatchNorm1d(3, momentum=0.2), batches of shape (5, 3, 4)", (5, 3, 4),
+                   seed=182, momentum=0.2),
+        layer_case("BatchNorm1d(2, momentum=0.5, eps=1e-2), batches of shape (2, 2)", (2, 2),
+                   seed=183, momentum=0.5, eps=1e-2),
+    ]
 
 
 def layer_cases_hidden() -> list[dict[str, Any]]:
@@ -317,7 +346,8 @@ def run_layer(layer_class: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
     layer.train()
     for step in range(STEPS):
         x = torch.tensor(case["train_x"][step], requires_grad=True)
-        out = layer(x)
+        with broadcast_hint(BROADCAST_HINT):  # torch's size mismatch gets NumPy's hint
+            out = layer(x)
         out.backward(torch.from_numpy(case["train_dout"][step]))
         if x.grad is None:
             raise UnusableResultError("no gradient reached the input: compute the forward pass with "
@@ -509,25 +539,28 @@ def judge_layer(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict
 
 PARTS = [
     *part_pair(ASSIGNMENT, "running_stats", "update_running_stats", (1.0, 1.0),
-               ("update_running_stats on (N, C), float64 and float32",
+               ("update_running_stats on (N, C), (N, C, L) and (N, C, H, W), N = 2, momentum "
+                "0.1 to 1.0, float64 and float32",
                 "update_running_stats: N = 2, (N, C, H, W), (N, C, L), momentum 0.3 and 1.0; "
                 "inputs unchanged, dtype kept"),
                (running_cases, running_cases_hidden), run_running, judge_running),
     *part_pair(ASSIGNMENT, "population_stats", "population_stats", (1.0, 1.0),
-               ("population_stats over several (m, C) batches",
+               ("population_stats over several (m, C) batches, a single batch, (N, C, L) and "
+                "(N, C, H, W) batches",
                 "population_stats: a single batch with m = 2, (N, C, H, W) batches"),
                (population_cases, population_cases_hidden), run_population, judge_population),
     *part_pair(ASSIGNMENT, "inference", "batchnorm_inference", (1.0, 1.0),
-               ("batchnorm_inference on (N, C) and (N, C, H, W)",
+               ("batchnorm_inference on (N, C), (N, C, L) and (N, C, H, W), a single example",
                 "batchnorm_inference: a single example, (N, C, L), eps = 1e-2, float32"),
                (inference_cases, inference_cases_hidden), run_inference, judge_inference),
     *part_pair(ASSIGNMENT, "fold", "fold_batchnorm", (1.0, 1.0),
-               ("fold_batchnorm into Linear layers with bias",
+               ("fold_batchnorm into Linear, Conv1d and Conv2d weights, with bias and bias None",
                 "fold_batchnorm: Conv2d and Conv1d weights, bias None, eps = 1e-3"),
                (fold_cases, fold_cases_hidden), run_fold, judge_fold),
     *part_pair(ASSIGNMENT, "layer", "BatchNorm1d", (2.0, 1.0),
                ("BatchNorm1d against torch.nn.BatchNorm1d: 3 training steps (outputs, input "
-                "gradients, running statistics), then eval",
+                "gradients, running statistics), then eval; (N, C) and (N, C, L), N = 2; "
+                "running_mean and running_var registered as buffers",
                 "BatchNorm1d: N = 2 with momentum 0.3 and eps = 1e-3, (N, C, L) inputs"),
                (layer_cases, layer_cases_hidden), run_layer, judge_layer),
 ]
