@@ -17,6 +17,7 @@ import numpy as np
 
 from bncourse import cpu
 from bncourse.checks.bn_transform import BROADCAST_HINT
+from bncourse.checks.bn_transform import tolerance as bn_tolerance
 from bncourse.checks.core import Variant, Verdict, fail, judge_outputs, ok, part_pair
 from bncourse.checks.outputs import (
     UnusableResultError,
@@ -26,7 +27,7 @@ from bncourse.checks.outputs import (
     numpy_output,
     pair,
 )
-from bncourse.checks.variants import BACKWARD_VARIANTS
+from bncourse.checks.variants import BACKWARD_VARIANTS, FORWARD_VARIANTS
 
 ASSIGNMENT = "04_backprop"
 
@@ -109,8 +110,8 @@ def run_backward(backward: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
     """Student's forward, then the student's backward on its cache; inputs copied."""
     x, gamma, beta, dout = (np.array(case[n]) for n in ("x", "gamma", "beta", "dout"))
     with broadcast_hint(BROADCAST_HINT):
-        _, cache = pair(_student_forward(backward)(x, gamma, beta, eps=case["eps"]),
-                        "batchnorm_forward")
+        out, cache = pair(_student_forward(backward)(x, gamma, beta, eps=case["eps"]),
+                          "batchnorm_forward")
         grads = backward(dout, cache)
     if not isinstance(grads, tuple | list) or len(grads) != 3:
         raise UnusableResultError(
@@ -118,7 +119,8 @@ def run_backward(backward: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
         )
     dx, dgamma, dbeta = (numpy_output(g, name, "the backward pass")
                          for g, name in zip(grads, ("dx", "dgamma", "dbeta"), strict=True))
-    return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta, "after_dout": dout}
+    return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta, "after_dout": dout,
+            "forward_out": numpy_output(out, "out", "batchnorm_forward")}
 
 
 def expected_grads(case: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -130,9 +132,28 @@ def expected_grads(case: dict[str, Any]) -> dict[str, np.ndarray]:
     return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta}
 
 
+def judge_forward_first(target: str, case: dict[str, Any], out: Any) -> Verdict:
+    """The student's forward, which a backward part depends on, judged before the backward:
+    a wrong forward gets a message that names the forward (and its known mistake), not a
+    "wrong dx". Its dtype is not judged here (assignment 03 does that)."""
+    x, gamma, beta = (np.asarray(case[n], dtype=np.float64) for n in ("x", "gamma", "beta"))
+    expected, _ = cpu.batchnorm_forward(x, gamma, beta, eps=case["eps"])
+    verdict = judge_outputs("batchnorm_forward", case, {"out": out}, {"out": expected},
+                            bn_tolerance(case), FORWARD_VARIANTS)
+    if verdict.passed:
+        return verdict
+    return fail(f"{target} was not checked, because the batchnorm_forward it uses (whose cache "
+                f"it gets) is wrong; fix the forward first. {verdict.message}", "wrong_forward")
+
+
 def judge_backward(target: str) -> Any:
-    """The judge of a backward part whose messages name ``target``."""
+    """The judge of a backward part whose messages name ``target``: the student's forward
+    first (``judge_forward_first``), then the gradients."""
     def judge(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
+        if "forward_out" in outputs:
+            verdict = judge_forward_first(target, case, outputs["forward_out"])
+            if not verdict.passed:
+                return verdict
         return judge_outputs(target, case, outputs, expected_grads(case), _tolerance(case),
                              BACKWARD_VARIANTS, dtype_of="x", inputs=("dout",))
     return judge
@@ -361,9 +382,12 @@ def judge_function(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verd
         return fail(f"{where}: {NUMPY_INSIDE.format(how=how)}", "numpy_inside_function")
     x, gamma, beta = (np.asarray(case[n], dtype=np.float64) for n in ("x", "gamma", "beta"))
     out, _ = cpu.batchnorm_forward(x, gamma, beta, eps=case["eps"])
-    verdict = judge_outputs("BatchNormFunction", case, outputs, {"out": out}, TOL_FLOAT64)
-    if not verdict.passed:
-        return fail(verdict.message.replace("`out`", "the forward's `out`"), verdict.mistake)
+    verdict = judge_outputs("BatchNormFunction", case, outputs, {"out": out}, TOL_FLOAT64,
+                            FORWARD_VARIANTS)
+    if not verdict.passed:  # the forward first: the backward's check relies on it
+        message = verdict.message.replace("`out`", "the forward's `out`")
+        return fail(f"{message} (the forward is checked before the backward; fix it first)",
+                    verdict.mistake)
     verdict = judge_outputs("BatchNormFunction", case, outputs, expected_grads(case),
                             TOL_FLOAT64, BACKWARD_VARIANTS)
     if not verdict.passed:

@@ -290,3 +290,22 @@ def test_the_pass_message_names_what_the_hidden_cases_add(capsys):
     assert lines[0].startswith("passed: ")
     assert lines[-1] == ("at grading, hidden cases add: "
                          + PARTS["03_bn_transform-forward_2d_hidden"].description)
+
+
+# --------------------------------------------------------------------------- what a part depends on
+
+
+def test_a_wrong_pasted_forward_is_named_before_any_backward_part():
+    def eps_outside(x, gamma, beta, eps=1e-5):
+        return forward(x, gamma, beta, eps, lambda var, eps: np.sqrt(var) + eps)
+
+    namespace = {**globals(), "batchnorm_forward": eps_outside}
+    for part_id, backward in (("04_backprop-backward", staged),
+                              ("04_backprop-backward_compact", compact),
+                              ("06_in_practice-batchnorm_backward", staged)):
+        student = type(backward)(backward.__code__, namespace, backward.__name__,
+                                 backward.__defaults__)
+        mistake, message = first_failure(part_id, student)
+        assert mistake == "wrong_forward", (part_id, message)
+        assert "batchnorm_forward" in message and "outside the square root" in message, message
+        assert "`dx`" not in message, message
