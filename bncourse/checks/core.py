@@ -32,12 +32,15 @@ __all__ = [
     "compare_arrays",
     "diagnose",
     "fail",
+    "SIDE_SHARE",
     "judge_outputs",
+    "kept_share",
     "ok",
     "first_failure",
     "part",
     "part_pair",
     "unchanged",
+    "with_side_properties",
 ]
 
 Case = Mapping[str, Any]
@@ -56,19 +59,34 @@ class Verdict:
     - mistake: id of the known mistake that explains the outputs (a ``Variant``'s id),
       ``"exception"``/``"shortcut"``/``"mutates_input"``/... for the generic failures, or
       None when passed or when no known mistake matched.
+    - credit: the share of the part's points a failing case still leaves: 0 for wrong
+      numbers (or no numbers), ``1 - SIDE_SHARE`` for a slip in a side property only.
     """
 
     passed: bool
     message: str = ""
     mistake: str | None = None
+    credit: float = 0.0
 
 
 def ok() -> Verdict:
     return Verdict(passed=True)
 
 
-def fail(message: str, mistake: str | None = None) -> Verdict:
-    return Verdict(passed=False, message=message, mistake=mistake)
+def fail(message: str, mistake: str | None = None, credit: float = 0.0) -> Verdict:
+    return Verdict(passed=False, message=message, mistake=mistake, credit=credit)
+
+
+# The one scoring rule of every assignment: a part whose numbers are right on every case but
+# whose result slips in a side property (the input's dtype not kept, an input modified in
+# place) keeps 1 - SIDE_SHARE of its points; wrong numbers on any case lose the part.
+SIDE_SHARE = 0.25
+
+
+def kept_share(verdicts: Sequence[Verdict]) -> float:
+    """The share of a part's points its case verdicts leave: 1 when all pass, else the least
+    credit of a failing case (0 when any case has wrong numbers)."""
+    return min((1.0 if v.passed else v.credit for v in verdicts), default=1.0)
 
 
 @dataclass(frozen=True)
@@ -315,7 +333,8 @@ def judge_outputs(target: str, case: Case, outputs: Mapping[str, Any],
                   variants: Sequence[Variant] = (), dtype_of: str | None = None,
                   inputs: Sequence[str] = (),
                   labels: Mapping[str, str] | None = None) -> Verdict:
-    """The usual judge: inputs intact, outputs present, dtype kept, values right or diagnosed.
+    """The usual judge: outputs present, values right or diagnosed; inputs intact and dtype
+    kept are side properties, scored by ``with_side_properties``.
 
     Inputs:
     - target: the student's function name, for the messages.
@@ -330,18 +349,61 @@ def judge_outputs(target: str, case: Case, outputs: Mapping[str, Any],
     """
     labels = labels or {}
     where = f"{target} ({case.get('label', 'a test case')})"
-    mutated = unchanged(case, outputs, inputs)
-    if mutated:
-        return fail(f"{where}: {mutated}", "mutates_input")
     missing = [name for name in expected if name not in outputs]
     if missing:
         return fail(f"{where}: returned no {_quoted(labels.get(missing[0], missing[0]))}.",
                     "exception")
-    if dtype_of is not None:
-        want = np.asarray(case[dtype_of]).dtype
-        for name in expected:
-            got_dtype = np.asarray(outputs[name]).dtype
-            if got_dtype != want:
-                return fail(f"{where}: {_quoted(labels.get(name, name))} is {got_dtype} but the input is {want}; keep "
-                            f"the input's dtype.", "dtype_changed")
-    return diagnose(where, case, outputs, expected, tolerance, variants, labels)
+
+    def values(case: Case, outputs: Mapping[str, Any]) -> Verdict:
+        return diagnose(where, case, outputs, expected, tolerance, variants, labels)
+
+    return with_side_properties(values, target, list(expected), dtype_of, inputs, labels)(
+        case, outputs)
+
+
+def with_side_properties(
+    judge: Callable[[Case, Mapping[str, Any]], Verdict], target: str, outputs_named: Sequence[str],
+    dtype_of: str | None = None, inputs: Sequence[str] | Callable[[Case], Sequence[str]] = (),
+    labels: Mapping[str, str] | None = None,
+) -> Callable[[Case, Mapping[str, Any]], Verdict]:
+    """``judge`` (of the values) with the side properties scored by the one rule (SIDE_SHARE).
+
+    The side properties: every input in ``inputs`` comes back unmodified (``unchanged``) and
+    every output in ``outputs_named`` keeps the dtype of the case input ``dtype_of``. A slip
+    in one of them is set aside, ``judge`` sees the outputs as if there were none (outputs
+    cast to the input's dtype, inputs as they were), and then: wrong values give ``judge``'s
+    verdict (no credit); right values give the slip's message, saying what share it costs,
+    with credit ``1 - SIDE_SHARE``.
+    """
+    labels = labels or {}
+
+    def judged(case: Case, outputs: Mapping[str, Any]) -> Verdict:
+        where = f"{target} ({case.get('label', 'a test case')})"
+        names = inputs(case) if callable(inputs) else inputs
+        slip: tuple[str, str] | None = None
+        outputs = dict(outputs)
+        mutated = unchanged(case, outputs, names)
+        if mutated:
+            slip = (mutated, "mutates_input")
+            outputs.update({f"after_{n}": np.asarray(case[n]) for n in names})
+        if dtype_of is not None:
+            want = np.asarray(case[dtype_of]).dtype
+            for name in outputs_named:
+                got = np.asarray(outputs[name]) if name in outputs else None
+                if got is None or got.dtype == want or got.dtype.kind != "f" or want.kind != "f":
+                    continue
+                if slip is None:
+                    slip = (f"{_quoted(labels.get(name, name))} is {got.dtype} but the input "
+                            f"is {want}; keep the input's dtype.", "dtype_changed")
+                outputs[name] = got.astype(want)
+        verdict = judge(case, outputs)
+        if slip is None:
+            return verdict
+        if not verdict.passed:  # wrong numbers lose the part; the slip may be their cause
+            return fail(f"{verdict.message} Also, {slip[0]}", verdict.mistake or slip[1])
+        return fail(f"{where}: {slip[0]} The numbers are right, so this costs "
+                    f"{SIDE_SHARE:.0%} of this part's points (a side property, not the "
+                    f"values).", slip[1], credit=1.0 - SIDE_SHARE)
+
+    return judged
+

@@ -17,7 +17,17 @@ from typing import Any
 import numpy as np
 
 from bncourse import initialization as ref
-from bncourse.checks.core import Verdict, array_output, compare_arrays, fail, first_failure, ok, part, part_pair
+from bncourse.checks.core import (
+    Verdict,
+    array_output,
+    compare_arrays,
+    fail,
+    first_failure,
+    ok,
+    part,
+    part_pair,
+    with_side_properties,
+)
 from bncourse.checks.core import unchanged as inputs_unchanged
 from bncourse.checks.outputs import as_array
 
@@ -321,6 +331,10 @@ def _stats_variants(case: dict[str, Any]) -> dict[str, tuple[tuple[np.ndarray, n
     }
 
 
+def _stats_inputs(case: dict[str, Any]) -> list[str]:
+    return ["u"] + [f"w{i}" for i in range(len(_weights_of(case)))]
+
+
 def _judge_stats(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
     g = ref.ACTIVATIONS[str(case["activation"])]
     u = np.asarray(case["u"])
@@ -455,7 +469,9 @@ PARTS = [
                 "reference",
                 "activation_stats: one layer and one example, non-square layers, float32, inputs "
                 "not mutated"),
-               (_stats_visible_cases, _stats_hidden_cases), _run_stats, _judge_stats),
+               (_stats_visible_cases, _stats_hidden_cases), _run_stats,
+               # inputs unchanged: a side property (core.with_side_properties)
+               with_side_properties(_judge_stats, "activation_stats", [], None, _stats_inputs)),
     *part_pair(ASSIGNMENT, "classify_signal", "classify_signal", (1.0, 1.0),
                ("classify_signal on std profiles of real linear and ReLU forward passes",
                 "classify_signal on tanh/sigmoid profiles, overflow (inf/nan), underflow "

@@ -29,6 +29,7 @@ from bncourse.checks.core import (
     part,
     part_pair,
     unchanged,
+    with_side_properties,
 )
 from bncourse.checks.outputs import UnusableResultError, as_array
 
@@ -394,9 +395,14 @@ _WHITEN_PROPERTIES = (_check_finite, _check_mean, _check_product, _check_symmetr
                       _check_identity_covariance, _check_reference)
 
 
-def _judge_whiten(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
+def _judge_whiten_values(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
     whitened = _read_whiten(case, outputs)
     return whitened if isinstance(whitened, Verdict) else first_failure(_WHITEN_PROPERTIES, whitened)
+
+
+# The input unchanged and the dtype kept are side properties (core.with_side_properties).
+_judge_whiten = with_side_properties(_judge_whiten_values, "whiten", ["x_white", "W", "mean"],
+                                     "x", ["x"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -469,7 +475,7 @@ PARTS = [
                 "standardize: mean 1e4 x std in float32, a constant column, N = 2, D = 1, "
                 "eps = 1e-2; input unchanged, dtype kept"),
                (_standardize_cases, _standardize_hidden_cases), _run_standardize,
-               _judge_standardize),
+               with_side_properties(_judge_standardize, "standardize", ["out"], "x", ["x"])),
     part(ASSIGNMENT, "whiten_zca", "whiten", 2.0, False,
          "whiten(method='zca'): centring, x_white = (x - mean) @ W, symmetric W, cov(x_white) = I, "
          "agreement with bncourse", _zca_cases, _run_whiten, _judge_whiten),
