@@ -55,7 +55,9 @@ def check(part_id: str, obj: Any) -> float | None:
         print(f"partly passed: {slip.message}")
         return round(part.points * kept, 6)
     print(f"passed: {part.description}")
-    hidden = PARTS.get(f"{part_id}_hidden")
+    hidden = PARTS.get(f"{part_id}_hidden") or next(
+        (p for p in PARTS.values()
+         if p.hidden and p.assignment == part.assignment and p.target == part.target), None)
     if hidden is not None:  # what grading adds, so that nothing there is a surprise
         print(f"at grading, hidden cases add: {hidden.description}")
     return None

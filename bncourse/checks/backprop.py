@@ -179,7 +179,7 @@ def _analytic_gradient(case: dict[str, Any]) -> np.ndarray:
 
 
 def gradient_cases() -> list[dict[str, Any]]:
-    rng = np.random.default_rng(61)
+    rng, twins = np.random.default_rng(61), np.random.default_rng(63)
     return [
         {"label": "f(x) = tanh(x @ A), x of shape (4, 3)", "kind": "tanh_matmul",
          "x": rng.standard_normal((4, 3)), "A": rng.standard_normal((3, 5)),
@@ -187,6 +187,13 @@ def gradient_cases() -> list[dict[str, Any]]:
         {"label": "f(x) = x**3 * A elementwise, x of shape (3, 2, 2)", "kind": "cube",
          "x": rng.standard_normal((3, 2, 2)), "A": rng.standard_normal((3, 2, 2)),
          "dout": rng.standard_normal((3, 2, 2)), "h": 1e-5},
+        # Smaller twins of the hidden categories (no surprises at grading).
+        {"label": "f(x) = x**3 * A with h = 1e-4, x of shape (3,)", "kind": "cube",
+         "x": twins.standard_normal(3), "A": twins.standard_normal(3),
+         "dout": twins.standard_normal(3), "h": 1e-4},
+        {"label": "f(x) = tanh(x @ A) with h = 1e-6, x of shape (1, 4) and output (1, 1)",
+         "kind": "tanh_matmul", "x": twins.standard_normal((1, 4)),
+         "A": twins.standard_normal((4, 1)), "dout": twins.standard_normal((1, 1)), "h": 1e-6},
     ]
 
 
@@ -418,7 +425,8 @@ PARTS = [
                (backward_cases, backward_cases_hidden), run_backward,
                judge_backward("batchnorm_backward_compact")),
     *part_pair(ASSIGNMENT, "numerical_gradient", "numerical_gradient", (1.0, 1.0),
-               ("numerical_gradient against exact gradients of two smooth functions",
+               ("numerical_gradient against exact gradients of two smooth functions, steps h "
+                "1e-6 to 1e-4, a 1-D x and a single output",
                 "numerical_gradient with other steps h and shapes; x and dout unchanged"),
                (gradient_cases, gradient_cases_hidden), run_gradient, judge_gradient),
     *part_pair(ASSIGNMENT, "function", "BatchNormFunction", (2.0, 1.0),
