@@ -240,11 +240,13 @@ def _reference_whitening(x: np.ndarray, method: str, eps: float, ddof: int = 0, 
     cov = centred.T @ centred / (x.shape[0] - ddof)
     lam, U = np.linalg.eigh(cov)
     lam, U = np.clip(lam[::-1], 0.0, None), U[:, ::-1]
-    with np.errstate(divide="ignore"):
+    # A mistaken rule on a constant column divides by 0: inf, then 0 * inf = nan in W, which is
+    # what that mistake gives; no warning (in a notebook, stderr output zeroes nbgrader's cell).
+    with np.errstate(divide="ignore", invalid="ignore"):
         scale = {"sqrt(l+eps)": 1 / np.sqrt(lam + eps), "sqrt(l)+eps": 1 / (np.sqrt(lam) + eps),
                  "sqrt(l)": 1 / np.sqrt(lam)}[sqrt_rule]
-    W = U * scale
-    return W @ U.T if method == "zca" else W
+        W = U * scale
+        return W @ U.T if method == "zca" else W
 
 
 def _align_signs(W: np.ndarray, reference: np.ndarray) -> np.ndarray:
