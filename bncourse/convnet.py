@@ -94,11 +94,8 @@ def training_step_seconds(
 
 
 def convnet(
-    lrs: Sequence[float] = (0.05, 0.5),
-    seeds: Sequence[int] = (0, 1, 2),
-    steps: int = 1500,
-    batch_size: int = 60,
-    record_every: int = 50,
+    lrs: Sequence[float] = (0.05, 0.5), seeds: Sequence[int] = (0, 1, 2),  # the grid of runs
+    steps: int = 1500, batch_size: int = 60, record_every: int = 50,  # one run
     timing_repeats: int = 50,
 ) -> dict[str, np.ndarray]:
     """The digits convnet trained without and with BN, and the cost of one training step.

@@ -102,6 +102,16 @@ class _BatchNormCache(NamedTuple):
     inv_std: np.ndarray  # 1 / sqrt(sigma^2_B + eps), (1, C, 1, ...)
 
 
+def _backward_inputs(dout: object, cache: object) -> tuple[np.ndarray, _BatchNormCache]:
+    """Check a backward pass's inputs: ``cache`` from ``batchnorm_forward`` and
+    ``dout`` of x's shape; return dout in the cache's dtype, and the cache."""
+    if not isinstance(cache, _BatchNormCache):
+        raise TypeError(f"cache: expected the cache returned by batchnorm_forward, got {type(cache).__name__}")
+    dout = _floating_array("dout", dout)
+    _validate.check_same_shape("dout", dout, cache.x_hat.shape, "the shape of x in the forward pass")
+    return dout.astype(cache.x_hat.dtype, copy=False), cache
+
+
 # ----------------------------------------------------------------------------- training
 
 
@@ -166,12 +176,7 @@ def batchnorm_backward(dout: np.ndarray, cache: object) -> tuple[np.ndarray, np.
     - dgamma: gradient with respect to gamma, shape (C,).
     - dbeta: gradient with respect to beta, shape (C,).
     """
-    if not isinstance(cache, _BatchNormCache):
-        raise TypeError(f"cache: expected the cache returned by batchnorm_forward, got {type(cache).__name__}")
-    x_hat, gamma_b, inv_std = cache
-    dout = _floating_array("dout", dout)
-    _validate.check_same_shape("dout", dout, x_hat.shape, "the shape of x in the forward pass")
-    dout = dout.astype(x_hat.dtype, copy=False)
+    dout, (x_hat, gamma_b, inv_std) = _backward_inputs(dout, cache)
 
     axes = _reduce_axes(x_hat.ndim)
     m = _validate.values_per_channel(x_hat)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from bncourse import _validate
-from bncourse.cpu import _BatchNormCache, _channel_vector, _floating_array, _per_channel, _reduce_axes
+from bncourse.cpu import _backward_inputs, _BatchNormCache, _channel_vector, _floating_array, _per_channel, _reduce_axes
 
 __all__ = ["batchnorm_forward", "batchnorm_backward"]
 
@@ -92,12 +92,7 @@ def batchnorm_backward(dout: np.ndarray, cache: object) -> tuple[np.ndarray, np.
     Returns a tuple of:
     - dx: shape of x; dgamma, dbeta: shape (C,).
     """
-    if not isinstance(cache, _BatchNormCache):
-        raise TypeError(f"cache: expected the cache returned by batchnorm_forward, got {type(cache).__name__}")
-    x_hat, gamma_b, inv_std = cache
-    dout = _floating_array("dout", dout)
-    _validate.check_same_shape("dout", dout, x_hat.shape, "the shape of x in the forward pass")
-    dout = dout.astype(x_hat.dtype, copy=False)
+    dout, (x_hat, gamma_b, inv_std) = _backward_inputs(dout, cache)
 
     m = _validate.values_per_channel(x_hat)
     dbeta = _channel_sum(dout)

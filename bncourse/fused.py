@@ -55,7 +55,15 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from bncourse import _validate
-from bncourse.gpu import _channel_vector, _check_tensor, _compute_dtype, _per_channel, _reduce_dims
+from bncourse.gpu import (
+    _autograd_grads,
+    _autograd_inputs,
+    _channel_vector,
+    _check_tensor,
+    _compute_dtype,
+    _per_channel,
+    _reduce_dims,
+)
 
 __all__ = ["IMPLEMENTATIONS", "batchnorm_forward", "batchnorm_backward", "FusedBatchNormFunction"]
 
@@ -230,20 +238,10 @@ class FusedBatchNormFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any,
-        x: torch.Tensor,
-        gamma: torch.Tensor | None,
-        beta: torch.Tensor | None,
-        eps: float = 1e-5,
-        compiled: bool = False,
+        ctx: Any, x: torch.Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | None,  # as gpu.BatchNormFunction
+        eps: float = 1e-5, compiled: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = _check_tensor("x", x)
-        num_channels = _validate.check_batch("x", x, training=True)
-        ctx.has_gamma, ctx.has_beta = gamma is not None, beta is not None
-        if gamma is None:
-            gamma = x.new_ones(num_channels, dtype=_compute_dtype(x))
-        if beta is None:
-            beta = x.new_zeros(num_channels, dtype=gamma.dtype)
+        x, gamma, beta = _autograd_inputs(ctx, x, gamma, beta)
         out, cache, mean, var = _forward(x, gamma, beta, eps, compiled)
         ctx.save_for_backward(cache.x, cache.shift, cache.shifted_mean, cache.inv_std, cache.gamma)
         ctx.settings = (cache.gamma_dtype, compiled)
@@ -253,11 +251,5 @@ class FusedBatchNormFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dout: torch.Tensor, _dmean: Any, _dvar: Any) -> tuple[torch.Tensor | None, ...]:
-        dx, dgamma, dbeta = batchnorm_backward(dout, _FusedCache(*ctx.saved_tensors, *ctx.settings))
-        return (
-            dx if ctx.needs_input_grad[0] else None,
-            dgamma if ctx.has_gamma and ctx.needs_input_grad[1] else None,
-            dbeta if ctx.has_beta and ctx.needs_input_grad[2] else None,
-            None,  # eps
-            None,  # compiled
-        )
+        grads = batchnorm_backward(dout, _FusedCache(*ctx.saved_tensors, *ctx.settings))
+        return _autograd_grads(ctx, *grads, num_settings=2)  # eps, compiled

@@ -486,6 +486,37 @@ def whiten(x: torch.Tensor, method: str = "zca", eps: float = 1e-5) -> tuple[tor
 # ----------------------------------------------------------------------------- autograd and layers
 
 
+def _autograd_inputs(
+    ctx: Any, x: Any, gamma: torch.Tensor | None, beta: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Check a training batch and fill in a missing gamma (ones) or beta (zeros).
+
+    Records on ``ctx`` which of gamma and beta were given, so that
+    ``_autograd_grads`` returns no gradient for one that was not.
+    """
+    x = _check_tensor("x", x)
+    num_channels = _validate.check_batch("x", x, training=True)
+    ctx.has_gamma, ctx.has_beta = gamma is not None, beta is not None
+    if gamma is None:
+        gamma = x.new_ones(num_channels, dtype=_compute_dtype(x))
+    if beta is None:
+        beta = x.new_zeros(num_channels, dtype=gamma.dtype)
+    return x, gamma, beta
+
+
+def _autograd_grads(
+    ctx: Any, dx: torch.Tensor, dgamma: torch.Tensor, dbeta: torch.Tensor, num_settings: int
+) -> tuple[torch.Tensor | None, ...]:
+    """What ``backward`` returns for inputs (x, gamma, beta, *settings): a gradient
+    only where one was asked for and the tensor was given; None for each of the
+    ``num_settings`` non-tensor arguments after beta."""
+    return (
+        dx if ctx.needs_input_grad[0] else None,
+        dgamma if ctx.has_gamma and ctx.needs_input_grad[1] else None,
+        dbeta if ctx.has_beta and ctx.needs_input_grad[2] else None,
+    ) + (None,) * num_settings
+
+
 class BatchNormFunction(torch.autograd.Function):
     """Training-mode BN as an autograd Function with the hand-derived backward.
 
@@ -503,13 +534,7 @@ class BatchNormFunction(torch.autograd.Function):
         beta: torch.Tensor | None,
         eps: float = 1e-5,
     ) -> torch.Tensor:
-        x = _check_tensor("x", x)
-        num_channels = _validate.check_batch("x", x, training=True)
-        ctx.has_gamma, ctx.has_beta = gamma is not None, beta is not None
-        if gamma is None:
-            gamma = x.new_ones(num_channels, dtype=_compute_dtype(x))
-        if beta is None:
-            beta = x.new_zeros(num_channels, dtype=gamma.dtype)
+        x, gamma, beta = _autograd_inputs(ctx, x, gamma, beta)
         out, cache = batchnorm_forward(x, gamma, beta, eps)
         ctx.save_for_backward(cache.x_hat, cache.gamma, cache.inv_std)
         ctx.dtypes = (cache.x_dtype, cache.gamma_dtype)
@@ -519,13 +544,7 @@ class BatchNormFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         cache = _BatchNormCache(*ctx.saved_tensors, *ctx.dtypes)
-        dx, dgamma, dbeta = batchnorm_backward(dout, cache)
-        return (
-            dx if ctx.needs_input_grad[0] else None,
-            dgamma if ctx.has_gamma and ctx.needs_input_grad[1] else None,
-            dbeta if ctx.has_beta and ctx.needs_input_grad[2] else None,
-            None,  # eps
-        )
+        return _autograd_grads(ctx, *batchnorm_backward(dout, cache), num_settings=1)  # eps
 
 
 def batch_norm(
@@ -695,13 +714,22 @@ class _BatchNorm(nn.Module):
             expected = " or ".join(f"{dims}D" for dims in self._input_dims)
             raise ValueError(f"input: expected {expected} input (got {input.dim()}D input)")
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        self._check_input_dim(input)
+    def _count_batch(self) -> float:
+        """Count a training batch in ``num_batches_tracked``; return the momentum it gets.
+
+        With ``momentum=None`` the k-th training batch gets 1/k (a cumulative
+        average of all batches so far).
+        """
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
-            if self.momentum is None:  # cumulative average of all batches so far
+            if self.momentum is None:
                 momentum = 1.0 / float(self.num_batches_tracked)
+        return momentum
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(input)
+        momentum = self._count_batch()
         # Without running statistics there is nothing but the batch to normalise with,
         # even in eval mode.
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)

@@ -118,13 +118,8 @@ def classify_signal(stds: np.ndarray) -> str:
 
 
 def signal_profile(
-    activation: str,
-    gain: float,
-    depth: int,
-    width: int = 256,
-    n: int = 256,
-    seed: int = 0,
-    dtype: type = np.float32,
+    activation: str, gain: float, depth: int, width: int = 256,  # the network
+    n: int = 256, seed: int = 0, dtype: type = np.float32,  # the batch fed to it
 ) -> np.ndarray:
     """The per-layer std profile of a real forward pass (the test profiles of assignment 01).
 

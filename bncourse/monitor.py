@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from bncourse.data import Split, load_digits
-from bncourse.train import ACTIVATIONS, make_mlp
+from bncourse.train import ACTIVATIONS, make_mlp, minibatch_order
 
 #: Bin edges of the activation histograms of sigmoid units (outputs in (0, 1)).
 SIGMOID_BINS = np.linspace(0.0, 1.0, 41)
@@ -56,10 +56,7 @@ def diagnose_training(
     model: nn.Sequential,
     data: Split,
     *,
-    steps: int,
-    lr: float,
-    batch_size: int = 60,
-    seed: int = 0,
+    steps: int, lr: float, batch_size: int = 60, seed: int = 0,  # the SGD settings of train()
     snapshots: Sequence[int] = (0, 100, 1000),
     activation_bins: np.ndarray = SIGMOID_BINS,
     gradient_bins: int = 40,
@@ -93,19 +90,14 @@ def diagnose_training(
             seen.append(output)
 
     hooks = [m.register_forward_hook(keep) for m in _hidden_activations(model)]
-    per_epoch = len(x_train) // batch_size
-    order = torch.randperm(len(x_train), generator=generator)
+    batches = minibatch_order(len(x_train), batch_size, generator)
     out: dict[str, list] = {k: [] for k in ("update_ratio", "act_hist", "act_std", "grad_hist",
                                             "grad_edges", "grad_std")}
     model.train()
-    first = order[:batch_size]
-    loss0 = initial_loss(model, x_train[first], y_train[first])
     try:
-        for step in range(steps + 1):
-            position = step % per_epoch
-            if position == 0 and step > 0:
-                order = torch.randperm(len(x_train), generator=generator)
-            idx = order[position * batch_size : (position + 1) * batch_size]
+        for step, idx in zip(range(steps + 1), batches, strict=False):
+            if step == 0:
+                loss0 = initial_loss(model, x_train[idx], y_train[idx])
             seen.clear()
             loss = nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
             optimizer.zero_grad()

@@ -147,6 +147,25 @@ def _get_ax(ax: Axes | None) -> Axes:
     return plt.figure().add_subplot() if ax is None else ax
 
 
+def _labelled_series(argument: str, series: Mapping[str, Sequence[float]]) -> list[tuple[str, np.ndarray]]:
+    """The ``(label, values as a float array)`` pairs of a non-empty mapping named ``argument``."""
+    if not series:
+        raise ValueError(f"{argument}: expected at least one labelled sequence, got an empty mapping")
+    return [(label, np.asarray(values, dtype=float)) for label, values in series.items()]
+
+
+def _finish_legend_axes(ax: Axes, xlabel: str, ylabel: str, title: str | None, logy: bool) -> Axes:
+    """Label a plot of labelled lines: y scale, axis labels, optional title, legend."""
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    return ax
+
+
 def plot_layer_stats(
     stats: Mapping[str, Sequence[float]],
     *,
@@ -168,11 +187,8 @@ def plot_layer_stats(
 
     Returns the axes.
     """
-    if not stats:
-        raise ValueError("stats: expected at least one labelled sequence, got an empty mapping")
     ax = _get_ax(ax)
-    for label, values in stats.items():
-        values = np.asarray(values, dtype=float)
+    for label, values in _labelled_series("stats", stats):
         if values.ndim != 1:
             raise ValueError(
                 f"stats[{label!r}]: expected a 1-D sequence of per-layer values, "
@@ -180,15 +196,8 @@ def plot_layer_stats(
             )
         layers = np.arange(first_layer, first_layer + len(values))
         ax.plot(layers, values, marker="o", markersize=4, label=label)
-    if logy:
-        ax.set_yscale("log")
-    ax.set_xlabel("layer")
-    ax.set_ylabel(ylabel)
     ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
-    if title:
-        ax.set_title(title)
-    ax.legend()
-    return ax
+    return _finish_legend_axes(ax, "layer", ylabel, title, logy)
 
 
 def plot_layer_histograms(
@@ -256,11 +265,8 @@ def plot_curves(
 
     Returns the axes.
     """
-    if not curves:
-        raise ValueError("curves: expected at least one labelled sequence, got an empty mapping")
     ax = _get_ax(ax)
-    for label, values in curves.items():
-        values = np.asarray(values, dtype=float)
+    for label, values in _labelled_series("curves", curves):
         xs = np.arange(len(values)) if x is None else np.asarray(x, dtype=float)
         if xs.shape != values.shape:
             raise ValueError(
@@ -274,14 +280,7 @@ def plot_curves(
             # Label the measured x values themselves (e.g. batch sizes), not powers of ten.
             ax.set_xticks(np.asarray(x, dtype=float), labels=[f"{v:g}" for v in x])
             ax.xaxis.set_minor_formatter(mpl.ticker.NullFormatter())
-    if logy:
-        ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    ax.legend()
-    return ax
+    return _finish_legend_axes(ax, xlabel, ylabel, title, logy)
 
 
 def plot_point_clouds(

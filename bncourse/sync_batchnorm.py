@@ -136,14 +136,10 @@ class SyncBatchNorm(_BatchNorm):
 
     def __init__(
         self,
-        num_features: int,
-        eps: float = 1e-5,
-        momentum: float | None = 0.1,
-        affine: bool = True,
-        track_running_stats: bool = True,
-        process_group: Any = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
+        num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,  # as BatchNorm1d/2d
+        affine: bool = True, track_running_stats: bool = True,
+        process_group: Any = None,  # where torch.nn.SyncBatchNorm has it: before device and dtype
+        device: torch.device | str | None = None, dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
         self.process_group = process_group
@@ -157,11 +153,7 @@ class SyncBatchNorm(_BatchNorm):
         if not self._synchronised():
             return super().forward(input)
         self._check_input_dim(input)
-        momentum = 0.0 if self.momentum is None else self.momentum
-        if self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-            if self.momentum is None:  # cumulative average of all batches so far
-                momentum = 1.0 / float(self.num_batches_tracked)
+        momentum = self._count_batch()  # synchronised implies training
         input = _check_tensor("input", input)
         ones = input.new_ones(self.num_features, dtype=_compute_dtype(input))
         gamma = self.weight if self.weight is not None else ones

@@ -16,20 +16,26 @@ from __future__ import annotations
 from typing import Any
 
 from bncourse.checks import PARTS, Part
-from bncourse.checks.core import Verdict, fail
+from bncourse.checks.core import Verdict, fail, kept_share
+from bncourse.checks.outputs import UnusableResultError
 from bncourse.checks.shortcuts import borrowed, find_shortcuts, source_of, tripwire
 
 __all__ = ["check", "run_case"]
 
 
-def check(part_id: str, obj: Any) -> None:
+def check(part_id: str, obj: Any) -> float | None:
     """Run one graded part on the student's function or class; raise AssertionError if wrong.
 
     Inputs:
     - part_id: the part's id, equal to the nbgrader grade_id of the calling cell.
     - obj: the student's function or class (the part's ``target``).
 
-    Prints ``passed: <description>`` when every case passes.
+    Returns None and prints ``passed: <description>`` when every case passes (and, for a
+    visible part with a hidden twin, one more line naming what the hidden cases add).
+    Raises AssertionError with the first wrong case's message when any case has wrong
+    numbers. When the numbers are right but a side property slips (``core.SIDE_SHARE``),
+    prints the slip's message and returns the points kept: the cell's last value, which
+    nbgrader records as partial credit, as ``bncourse-grade`` does.
     """
     if part_id not in PARTS:
         raise KeyError(f"part_id: expected one of {sorted(PARTS)}, got {part_id!r}")
@@ -37,11 +43,24 @@ def check(part_id: str, obj: Any) -> None:
     reason = borrowed(obj) or find_shortcuts(source_of(obj))
     if reason:
         raise AssertionError(f"{part.target} gets 0 points for this part: {reason}.")
+    verdicts = []
     for case in part.cases():
         verdict = run_case(part, obj, case)
-        if not verdict.passed:
+        if not verdict.passed and verdict.credit <= 0:
             raise AssertionError(verdict.message)
+        verdicts.append(verdict)
+    kept = kept_share(verdicts)
+    if kept < 1.0:
+        slip = next(v for v in verdicts if not v.passed)
+        print(f"partly passed: {slip.message}")
+        return round(part.points * kept, 6)
     print(f"passed: {part.description}")
+    hidden = PARTS.get(f"{part_id}_hidden") or next(
+        (p for p in PARTS.values()
+         if p.hidden and p.assignment == part.assignment and p.target == part.target), None)
+    if hidden is not None:  # what grading adds, so that nothing there is a surprise
+        print(f"at grading, hidden cases add: {hidden.description}")
+    return None
 
 
 def run_case(part: Part, obj: Any, case: dict[str, Any]) -> Verdict:
@@ -49,6 +68,9 @@ def run_case(part: Part, obj: Any, case: dict[str, Any]) -> Verdict:
     try:
         with tripwire() as hits:
             outputs = part.run(obj, case)
+    except UnusableResultError as error:  # the checks' own finding: the student's code raised nothing
+        where = f"{part.target} ({case.get('label', 'a test case')})"
+        return fail(f"{where}: {error}", "unusable_result")
     except Exception as error:  # any error of the student's code is a verdict
         where = f"{part.target} ({case.get('label', 'a test case')})"
         return fail(f"{where} raised {type(error).__name__}: {error}", "exception")

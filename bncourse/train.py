@@ -15,7 +15,8 @@ Everything is device-agnostic: pass ``device="cuda"`` to run on a GPU.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -184,6 +185,24 @@ def _probe(
     return torch.quantile(values.double(), q).cpu().numpy()
 
 
+def minibatch_order(
+    n: int, batch_size: int, generator: torch.Generator, reshuffle: bool = True
+) -> Iterator[torch.Tensor]:
+    """Endless mini-batches of indices into ``n`` examples: each epoch is cut from a permutation.
+
+    The first permutation is drawn at once; a new one at the start of every
+    later epoch when ``reshuffle`` (otherwise every epoch repeats the first).
+    The ``n % batch_size`` examples left over in an epoch's permutation are skipped.
+    """
+    per_epoch = n // batch_size
+    order = torch.randperm(n, generator=generator)
+    for k in itertools.count():
+        position = k % per_epoch
+        if position == 0 and k > 0 and reshuffle:
+            order = torch.randperm(n, generator=generator)
+        yield order[position * batch_size : (position + 1) * batch_size]
+
+
 def train(
     model: nn.Sequential,
     data: Split,
@@ -242,8 +261,7 @@ def train(
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout masks and FixedNoise draw from the global generator
     q = torch.tensor([p / 100 for p in percentiles], dtype=torch.float64, device=device)
-    per_epoch = len(x_train) // batch_size
-    order = torch.randperm(len(x_train), generator=generator)
+    batches = minibatch_order(len(x_train), batch_size, generator, reshuffle)
     rows: dict[str, list] = {k: [] for k in ("steps", "test", "train", "loss", "probe")}
     extra: dict[str, list[float]] = {}
     losses: list[float] = []
@@ -260,11 +278,8 @@ def train(
         losses.clear()
 
     record(0)
-    for step in range(1, steps + 1):
-        position = (step - 1) % per_epoch
-        if position == 0 and step > 1 and reshuffle:
-            order = torch.randperm(len(x_train), generator=generator)
-        idx = order[position * batch_size : (position + 1) * batch_size].to(device)
+    for step, idx in zip(range(1, steps + 1), batches, strict=False):  # batches never ends
+        idx = idx.to(device)
         for group in optimizer.param_groups:
             group["lr"] = lr * lr_decay ** (step - 1)
         loss = nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])

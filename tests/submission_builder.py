@@ -7,10 +7,13 @@ One file per submission, ``tests/submissions/<assignment>/<name>.py``, holding:
 - top-level ``def``/``class`` definitions that REPLACE the student's answer for the solution
   cell defining the same name (every other solution cell gets the instructor's solution);
 - ``EXPECT_LOST = ["<part id>", ...]``: the parts (nbgrader grade_ids, e.g.
-  ``"03_bn_transform-forward_2d"``) that must score 0; every other part must score full marks.
+  ``"03_bn_transform-forward_2d"``) that must lose points (0, or partial credit when listed in
+  EXPECT_PARTIAL); every other part must score full marks.
   Empty for a correct alternative (Welford, einsum, float64 internally, ...);
 - ``EXPECT_FEEDBACK = "phrase"``: text that the failure message of every lost part must contain
   (case-insensitive), e.g. a few words of the diagnosis; "" when nothing is lost;
+- optionally ``EXPECT_PARTIAL = ["<part id>", ...]``: the lost parts whose numbers are right
+  and which keep 1 - ``core.SIDE_SHARE`` of their points instead of scoring 0;
 - a docstring saying what the submission does wrong (or differently).
 
 Only the definitions travel into the notebook; everything else in the file (imports, other
@@ -67,6 +70,9 @@ class Submission:
     overrides: dict[str, str]
     expect_lost: list[str] = field(default_factory=list)
     expect_feedback: str = ""
+    # The lost parts that keep 1 - core.SIDE_SHARE of their points (right numbers, a side
+    # property slipped); the other lost parts score 0.
+    expect_partial: list[str] = field(default_factory=list)
     description: str = ""
 
 
@@ -111,6 +117,7 @@ def load_submission(path: Path) -> Submission:
         overrides=overrides,
         expect_lost=[str(p).replace(".", "-") for p in constants["EXPECT_LOST"]],
         expect_feedback=str(constants["EXPECT_FEEDBACK"]),
+        expect_partial=[str(p).replace(".", "-") for p in constants.get("EXPECT_PARTIAL", [])],
         description=ast.get_docstring(tree) or "",
     )
 

@@ -33,6 +33,7 @@ from submission_builder import build_notebook, load_submissions, read
 
 from bncourse import release
 from bncourse.checks import PARTS
+from bncourse.checks.core import SIDE_SHARE
 
 pytestmark = pytest.mark.slow  # end to end: deselect with -m "not slow" for a quick loop
 
@@ -208,16 +209,20 @@ def _grades(course: Path, assignment: str, student: str) -> dict[str, tuple[floa
 
 
 def _messages(course: Path, assignment: str, student: str, name: str) -> dict[str, str]:
-    """grade_id -> text of the errors its test cell raised in the autograded notebook."""
+    """grade_id -> text of the errors its test cell raised in the autograded notebook, or of
+    the "partly passed: ..." line it printed (a side-property slip, partial credit)."""
     notebook = read(course / "autograded" / student / assignment / name)
     messages = {}
     for cell in notebook.cells:
         grading = _grading(cell)
         if grading.get("grade") and not grading.get("solution"):
-            errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-            messages[grading["grade_id"]] = " ".join(
-                f"{o.get('ename', '')}: {o.get('evalue', '')}" for o in errors
-            )
+            outputs = cell.get("outputs", [])
+            errors = [f"{o.get('ename', '')}: {o.get('evalue', '')}" for o in outputs
+                      if o.get("output_type") == "error"]
+            partly = [line for o in outputs if o.get("output_type") == "stream"
+                      for line in o.get("text", "").splitlines()
+                      if line.startswith("partly passed: ")]
+            messages[grading["grade_id"]] = " ".join(errors + partly)
     return messages
 
 
@@ -298,8 +303,11 @@ def test_autograde_solution_release_and_corpus(assignment, course_for):
             problems.append(f"{submission.name}: EXPECT_LOST names unknown parts {unknown}")
         for part, (score, top) in grades.items():
             if part in submission.expect_lost:
-                if score != 0:
-                    problems.append(f"{submission.name}: {part} scored {score}, expected 0")
+                # nbgrader's own score: 0, or the side-property share kept (partial credit
+                # from the test cell's value), as bncourse-grade scores it.
+                want = top * (1 - SIDE_SHARE) if part in submission.expect_partial else 0
+                if abs(score - want) > 1e-9:
+                    problems.append(f"{submission.name}: {part} scored {score}, expected {want:g}")
                 elif submission.expect_feedback.lower() not in messages.get(part, "").lower():
                     problems.append(
                         f"{submission.name}: {part} message lacks {submission.expect_feedback!r}: "

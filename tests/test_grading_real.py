@@ -17,6 +17,7 @@ import pytest
 from hostile.tiny_course import require_bwrap, shared_once
 from submission_builder import REPO_ROOT, build_notebook, load_submissions, read
 
+from bncourse.checks.core import SIDE_SHARE
 from bncourse.grading.cli import main
 
 pytestmark = pytest.mark.slow  # end to end: deselect with -m "not slow" for a quick loop
@@ -84,5 +85,9 @@ def test_submission_loses_exactly_its_parts(graded, submission):
     for part in result["parts"]:
         if not part["passed"]:
             assert submission.expect_feedback.lower() in part["message"].lower()
+        # the score nbgrader records for the same notebook (tests/test_exercises.py)
+        kept = (1 - SIDE_SHARE if part["id"] in submission.expect_partial
+                else float(part["passed"]))
+        assert part["score"] == part["points"] * kept, part
     page = graded / "feedback" / submission.name / ASSIGNMENT / f"{NOTEBOOK}.html"
     assert "BEGIN HIDDEN TESTS" not in page.read_text()

@@ -11,6 +11,7 @@ from bncourse.train import (
     accuracy,
     activation_inputs,
     make_mlp,
+    minibatch_order,
     precise_batchnorm_,
     train,
 )
@@ -118,6 +119,17 @@ def test_reshuffle_controls_whether_batches_repeat(digits):
     assert torch.equal(first, next_epoch)
     first, next_epoch = _first_inputs_per_step(digits, reshuffle=True)
     assert not torch.equal(first, next_epoch)
+
+
+def test_minibatch_order_cuts_each_epoch_from_one_permutation():
+    n, batch_size, per_epoch = 10, 3, 3  # 10 // 3: one example of each epoch is left over
+    for reshuffle in (True, False):
+        batches = minibatch_order(n, batch_size, torch.Generator().manual_seed(0), reshuffle)
+        epochs = [torch.cat([next(batches) for _ in range(per_epoch)]) for _ in range(3)]
+        for epoch in epochs:
+            assert len(epoch) == per_epoch * batch_size and len(set(epoch.tolist())) == len(epoch)
+        repeats = [torch.equal(epochs[0], later) for later in epochs[1:]]
+        assert repeats == [not reshuffle] * 2
 
 
 def test_divergence_stops_and_pads(digits):

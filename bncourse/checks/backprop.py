@@ -16,9 +16,18 @@ from typing import Any
 import numpy as np
 
 from bncourse import cpu
+from bncourse.checks.bn_transform import BROADCAST_HINT
+from bncourse.checks.bn_transform import tolerance as bn_tolerance
 from bncourse.checks.core import Variant, Verdict, fail, judge_outputs, ok, part_pair
-from bncourse.checks.outputs import as_array, kind_of, numpy_output, pair
-from bncourse.checks.variants import BACKWARD_VARIANTS
+from bncourse.checks.outputs import (
+    UnusableResultError,
+    as_array,
+    broadcast_hint,
+    kind_of,
+    numpy_output,
+    pair,
+)
+from bncourse.checks.variants import BACKWARD_VARIANTS, FORWARD_VARIANTS
 
 ASSIGNMENT = "04_backprop"
 
@@ -59,6 +68,12 @@ def backward_cases() -> list[dict[str, Any]]:
         _random_case("float64 x of shape (6, 4)", (6, 4), np.float64, seed=41),
         _random_case("float64 x of shape (2, 3, 4, 4)", (2, 3, 4, 4), np.float64, seed=42),
         _random_case("float32 x of shape (8, 3)", (8, 3), np.float32, seed=43),
+        # Smaller twins of the hidden categories (no surprises at grading).
+        _random_case("float64 x with N = 2, shape (2, 3, 5), one spatial axis, a constant "
+                     "channel, eps = 1e-3", (2, 3, 5), np.float64, seed=44,
+                     constant_channel=True, eps=1e-3),
+        _random_case("float64 x of shape (10, 2) with mean 1e4 x std, column 0 of variance "
+                     "1e-6", (10, 2), np.float64, seed=45, offset=1e4, tiny_channel=True),
     ]
 
 
@@ -84,7 +99,7 @@ def _tolerance(case: dict[str, Any]) -> tuple[float, float]:
 def _student_forward(backward: Any) -> Any:
     forward = getattr(backward, "__globals__", {}).get("batchnorm_forward")
     if forward is None:
-        raise NameError(
+        raise UnusableResultError(
             "the backward parts call your batchnorm_forward to get the cache; define it in the "
             "notebook above"
         )
@@ -94,16 +109,18 @@ def _student_forward(backward: Any) -> Any:
 def run_backward(backward: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
     """Student's forward, then the student's backward on its cache; inputs copied."""
     x, gamma, beta, dout = (np.array(case[n]) for n in ("x", "gamma", "beta", "dout"))
-    _, cache = pair(_student_forward(backward)(x, gamma, beta, eps=case["eps"]),
-                    "batchnorm_forward")
-    grads = backward(dout, cache)
+    with broadcast_hint(BROADCAST_HINT):
+        out, cache = pair(_student_forward(backward)(x, gamma, beta, eps=case["eps"]),
+                          "batchnorm_forward")
+        grads = backward(dout, cache)
     if not isinstance(grads, tuple | list) or len(grads) != 3:
-        raise TypeError(
+        raise UnusableResultError(
             f"the backward pass should return (dx, dgamma, dbeta), got {type(grads).__name__}"
         )
     dx, dgamma, dbeta = (numpy_output(g, name, "the backward pass")
                          for g, name in zip(grads, ("dx", "dgamma", "dbeta"), strict=True))
-    return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta, "after_dout": dout}
+    return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta, "after_dout": dout,
+            "forward_out": numpy_output(out, "out", "batchnorm_forward")}
 
 
 def expected_grads(case: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -115,9 +132,28 @@ def expected_grads(case: dict[str, Any]) -> dict[str, np.ndarray]:
     return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta}
 
 
+def judge_forward_first(target: str, case: dict[str, Any], out: Any) -> Verdict:
+    """The student's forward, which a backward part depends on, judged before the backward:
+    a wrong forward gets a message that names the forward (and its known mistake), not a
+    "wrong dx". Its dtype is not judged here (assignment 03 does that)."""
+    x, gamma, beta = (np.asarray(case[n], dtype=np.float64) for n in ("x", "gamma", "beta"))
+    expected, _ = cpu.batchnorm_forward(x, gamma, beta, eps=case["eps"])
+    verdict = judge_outputs("batchnorm_forward", case, {"out": out}, {"out": expected},
+                            bn_tolerance(case), FORWARD_VARIANTS)
+    if verdict.passed:
+        return verdict
+    return fail(f"{target} was not checked, because the batchnorm_forward it uses (whose cache "
+                f"it gets) is wrong; fix the forward first. {verdict.message}", "wrong_forward")
+
+
 def judge_backward(target: str) -> Any:
-    """The judge of a backward part whose messages name ``target``."""
+    """The judge of a backward part whose messages name ``target``: the student's forward
+    first (``judge_forward_first``), then the gradients."""
     def judge(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
+        if "forward_out" in outputs:
+            verdict = judge_forward_first(target, case, outputs["forward_out"])
+            if not verdict.passed:
+                return verdict
         return judge_outputs(target, case, outputs, expected_grads(case), _tolerance(case),
                              BACKWARD_VARIANTS, dtype_of="x", inputs=("dout",))
     return judge
@@ -143,7 +179,7 @@ def _analytic_gradient(case: dict[str, Any]) -> np.ndarray:
 
 
 def gradient_cases() -> list[dict[str, Any]]:
-    rng = np.random.default_rng(61)
+    rng, twins = np.random.default_rng(61), np.random.default_rng(63)
     return [
         {"label": "f(x) = tanh(x @ A), x of shape (4, 3)", "kind": "tanh_matmul",
          "x": rng.standard_normal((4, 3)), "A": rng.standard_normal((3, 5)),
@@ -151,6 +187,13 @@ def gradient_cases() -> list[dict[str, Any]]:
         {"label": "f(x) = x**3 * A elementwise, x of shape (3, 2, 2)", "kind": "cube",
          "x": rng.standard_normal((3, 2, 2)), "A": rng.standard_normal((3, 2, 2)),
          "dout": rng.standard_normal((3, 2, 2)), "h": 1e-5},
+        # Smaller twins of the hidden categories (no surprises at grading).
+        {"label": "f(x) = x**3 * A with h = 1e-4, x of shape (3,)", "kind": "cube",
+         "x": twins.standard_normal(3), "A": twins.standard_normal(3),
+         "dout": twins.standard_normal(3), "h": 1e-4},
+        {"label": "f(x) = tanh(x @ A) with h = 1e-6, x of shape (1, 4) and output (1, 1)",
+         "kind": "tanh_matmul", "x": twins.standard_normal((1, 4)),
+         "A": twins.standard_normal((4, 1)), "dout": twins.standard_normal((1, 1)), "h": 1e-6},
     ]
 
 
@@ -230,6 +273,9 @@ def function_cases() -> list[dict[str, Any]]:
             _random_case(f"float64 x of shape (5, 3) on {device}", (5, 3), np.float64, seed=71),
             _random_case(f"float64 x of shape (2, 3, 2, 2) on {device}", (2, 3, 2, 2),
                          np.float64, seed=72),
+            _random_case(f"float64 x with N = 2, shape (2, 3, 3), one spatial axis, a "
+                         f"constant channel, eps = 1e-2, on {device}", (2, 3, 3), np.float64,
+                         seed=73, constant_channel=True, eps=1e-2),
         ):
             cases.append({**case, "device": device})
     return cases
@@ -272,6 +318,38 @@ def _autograd_hints() -> Iterator[None]:
         raise kind(f"{error} (hint: {hint})") from error
 
 
+@contextlib.contextmanager
+def _numpy_watch() -> Iterator[list[str]]:
+    """Record every tensor turned into a NumPy array while the block runs (``.numpy()`` or
+    ``np.asarray(tensor)``): BatchNormFunction must stay in torch, so that it runs on the
+    tensors' device and autograd sees every step."""
+    import torch
+
+    seen: list[str] = []
+    originals = {name: getattr(torch.Tensor, name) for name in ("numpy", "__array__")}
+
+    def watched(name: str) -> Any:
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            seen.append(name)
+            return originals[name](self, *args, **kwargs)
+        return method
+
+    for name in originals:
+        setattr(torch.Tensor, name, watched(name))
+    try:
+        yield seen
+    finally:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, original)
+
+
+NUMPY_INSIDE = (
+    "it turned a tensor into a NumPy array ({how}); a torch.autograd.Function must stay in "
+    "torch, so that it runs on the tensors' device (a GPU tensor has no NumPy view): use "
+    "torch operations (x.mean(dim=...), torch.rsqrt, ...)."
+)
+
+
 def run_function(function: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
     """Forward and backward through the student's Function, then torch's gradcheck on it."""
     import torch
@@ -282,10 +360,10 @@ def run_function(function: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
         return torch.tensor(case[name], device=device, requires_grad=True)
 
     x, gamma, beta = leaf("x"), leaf("gamma"), leaf("beta")
-    with _autograd_hints():
+    with _autograd_hints(), broadcast_hint(BROADCAST_HINT), _numpy_watch() as numpy_calls:
         out = function.apply(x, gamma, beta, eps)
         if not isinstance(out, torch.Tensor):
-            raise TypeError(f"BatchNormFunction.forward returned {kind_of(out)}; it should return "
+            raise UnusableResultError(f"BatchNormFunction.forward returned {kind_of(out)}; it should return "
                             "the output tensor alone (keep what backward needs on ctx)")
         out.backward(torch.tensor(case["dout"], device=device))
     # gradcheck compares the student's backward with finite differences of the student's
@@ -299,16 +377,24 @@ def run_function(function: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
     return {
         "out": as_array(out), "dx": as_array(x.grad), "dgamma": as_array(gamma.grad),
         "dbeta": as_array(beta.grad), "gradcheck": np.asarray(bool(consistent)),
+        "numpy_calls": np.asarray(numpy_calls, dtype=str),
     }
 
 
 def judge_function(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
     where = f"BatchNormFunction ({case['label']})"
+    numpy_calls = [str(c) for c in np.asarray(outputs.get("numpy_calls", [])).ravel()]
+    if numpy_calls:
+        how = "tensor.numpy()" if "numpy" in numpy_calls else "np.asarray(tensor) or a NumPy call"
+        return fail(f"{where}: {NUMPY_INSIDE.format(how=how)}", "numpy_inside_function")
     x, gamma, beta = (np.asarray(case[n], dtype=np.float64) for n in ("x", "gamma", "beta"))
     out, _ = cpu.batchnorm_forward(x, gamma, beta, eps=case["eps"])
-    verdict = judge_outputs("BatchNormFunction", case, outputs, {"out": out}, TOL_FLOAT64)
-    if not verdict.passed:
-        return fail(verdict.message.replace("`out`", "the forward's `out`"), verdict.mistake)
+    verdict = judge_outputs("BatchNormFunction", case, outputs, {"out": out}, TOL_FLOAT64,
+                            FORWARD_VARIANTS)
+    if not verdict.passed:  # the forward first: the backward's check relies on it
+        message = verdict.message.replace("`out`", "the forward's `out`")
+        return fail(f"{message} (the forward is checked before the backward; fix it first)",
+                    verdict.mistake)
     verdict = judge_outputs("BatchNormFunction", case, outputs, expected_grads(case),
                             TOL_FLOAT64, BACKWARD_VARIANTS)
     if not verdict.passed:
@@ -327,22 +413,26 @@ BACKWARD_HIDDEN = ("N = 2, tiny variance, a constant channel, eps = 1e-3, one sp
 
 PARTS = [
     *part_pair(ASSIGNMENT, "backward", "batchnorm_backward", (2.0, 1.0),
-               ("batchnorm_backward on (N, D) and (N, C, H, W), float64 and float32",
+               ("batchnorm_backward on (N, D), (N, C, L) and (N, C, H, W), float64 and float32, "
+                "N = 2, a constant channel, mean 1e4 x std",
                 "batchnorm_backward: " + BACKWARD_HIDDEN),
                (backward_cases, backward_cases_hidden), run_backward,
                judge_backward("batchnorm_backward")),
     *part_pair(ASSIGNMENT, "backward_compact", "batchnorm_backward_compact", (2.0, 1.0),
-               ("batchnorm_backward_compact on (N, D) and (N, C, H, W), float64 and float32",
+               ("batchnorm_backward_compact on (N, D), (N, C, L) and (N, C, H, W), float64 and "
+                "float32, N = 2, a constant channel, mean 1e4 x std",
                 "batchnorm_backward_compact: " + BACKWARD_HIDDEN),
                (backward_cases, backward_cases_hidden), run_backward,
                judge_backward("batchnorm_backward_compact")),
     *part_pair(ASSIGNMENT, "numerical_gradient", "numerical_gradient", (1.0, 1.0),
-               ("numerical_gradient against exact gradients of two smooth functions",
+               ("numerical_gradient against exact gradients of two smooth functions, steps h "
+                "1e-6 to 1e-4, a 1-D x and a single output",
                 "numerical_gradient with other steps h and shapes; x and dout unchanged"),
                (gradient_cases, gradient_cases_hidden), run_gradient, judge_gradient),
     *part_pair(ASSIGNMENT, "function", "BatchNormFunction", (2.0, 1.0),
                ("BatchNormFunction: output, gradients and torch.autograd.gradcheck on every "
-                "device",
+                "device; (N, C), (N, C, L) and (N, C, H, W), N = 2, a constant channel; tensors "
+                "stay in torch",
                 "BatchNormFunction: N = 2, one spatial axis with a constant channel, eps = 1e-2"),
                (function_cases, function_cases_hidden), run_function, judge_function),
 ]

@@ -14,7 +14,7 @@ import numpy as np
 
 from bncourse import cpu
 from bncourse.checks.core import Verdict, judge_outputs, part_pair
-from bncourse.checks.outputs import broadcast_hint, numpy_output, pair
+from bncourse.checks.outputs import UnusableResultError, broadcast_hint, numpy_output, pair
 from bncourse.checks.variants import FORWARD_VARIANTS
 
 ASSIGNMENT = "03_bn_transform"
@@ -81,6 +81,11 @@ def cases_2d() -> list[dict[str, Any]]:
         random_case("float32 x of shape (16, 4)", (16, 4), np.float32, seed=2),
         random_case("float64 x of shape (10, 3) whose column 0 has variance 1e-6",
                     (10, 3), np.float64, seed=3, tiny_channel=True),
+        # Smaller twins of the hidden categories (no surprises at grading).
+        random_case("float64 x with N = 2, shape (2, 3), a constant column", (2, 3),
+                    np.float64, seed=4, constant_channel=True),
+        random_case("float32 x of shape (32, 3) with mean 1e4 x std", (32, 3), np.float32,
+                    seed=5, large_offset=True),
     ]
 
 
@@ -105,6 +110,13 @@ def cases_4d() -> list[dict[str, Any]]:
     return [
         random_case("float64 x of shape (4, 3, 5, 5)", (4, 3, 5, 5), np.float64, seed=21),
         random_case("float32 x of shape (2, 4, 3, 3)", (2, 4, 3, 3), np.float32, seed=22),
+        # Smaller twins of the hidden categories (no surprises at grading).
+        random_case("float32 x of shape (3, 2, 5), one spatial axis, a constant channel",
+                    (3, 2, 5), np.float32, seed=23, constant_channel=True),
+        random_case("float64 x of shape (2, 2, 3, 2, 2), three spatial axes",
+                    (2, 2, 3, 2, 2), np.float64, seed=25),
+        random_case("float32 x of shape (2, 3, 3, 3) with mean 1e4 x std", (2, 3, 3, 3),
+                    np.float32, seed=24, large_offset=True),
     ]
 
 
@@ -133,7 +145,7 @@ def run(batchnorm_forward: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
     out, cache = pair(result, TARGET)
     if (not isinstance(out, np.ndarray) and isinstance(cache, np.ndarray)
             and cache.shape == x.shape):
-        raise TypeError(f"{TARGET} seems to return (cache, out): its second element has the "
+        raise UnusableResultError(f"{TARGET} seems to return (cache, out): its second element has the "
                         "shape of x; return them in the order (out, cache)")
     out = numpy_output(out, "out", TARGET)
     return {"out": out, "after_x": x, "after_gamma": gamma, "after_beta": beta}
@@ -157,13 +169,14 @@ def judge(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
 
 PARTS = [
     *part_pair(ASSIGNMENT, "forward_2d", TARGET, (2.0, 2.0),
-               ("batchnorm_forward on (N, D) inputs, float64 and float32, with a tiny-variance "
-                "column",
+               ("batchnorm_forward on (N, D) inputs, float64 and float32, a tiny-variance column, "
+                "N = 2, a constant column, mean 1e4 x std in float32",
                 "batchnorm_forward on (N, D): mean 1e4 x std in float32, a constant column, "
                 "N = 2, odd shapes, eps = 1e-3; inputs unchanged, dtype kept"),
                (cases_2d, cases_2d_hidden), run, judge),
     *part_pair(ASSIGNMENT, "forward_4d", TARGET, (2.0, 2.0),
-               ("batchnorm_forward on (N, C, H, W) inputs, float64 and float32",
+               ("batchnorm_forward on (N, C, H, W), (N, C, L) and three spatial axes, float64 and "
+                "float32, a constant channel, mean 1e4 x std",
                 "batchnorm_forward on (N, C, *spatial): odd shapes, 1 and 3 spatial axes, mean "
                 "1e4 x std, a constant channel, tiny variance; inputs unchanged, dtype kept"),
                (cases_4d, cases_4d_hidden), run, judge),

@@ -32,12 +32,15 @@ __all__ = [
     "compare_arrays",
     "diagnose",
     "fail",
+    "SIDE_SHARE",
     "judge_outputs",
+    "kept_share",
     "ok",
     "first_failure",
     "part",
     "part_pair",
     "unchanged",
+    "with_side_properties",
 ]
 
 Case = Mapping[str, Any]
@@ -56,19 +59,34 @@ class Verdict:
     - mistake: id of the known mistake that explains the outputs (a ``Variant``'s id),
       ``"exception"``/``"shortcut"``/``"mutates_input"``/... for the generic failures, or
       None when passed or when no known mistake matched.
+    - credit: the share of the part's points a failing case still leaves: 0 for wrong
+      numbers (or no numbers), ``1 - SIDE_SHARE`` for a slip in a side property only.
     """
 
     passed: bool
     message: str = ""
     mistake: str | None = None
+    credit: float = 0.0
 
 
 def ok() -> Verdict:
     return Verdict(passed=True)
 
 
-def fail(message: str, mistake: str | None = None) -> Verdict:
-    return Verdict(passed=False, message=message, mistake=mistake)
+def fail(message: str, mistake: str | None = None, credit: float = 0.0) -> Verdict:
+    return Verdict(passed=False, message=message, mistake=mistake, credit=credit)
+
+
+# The one scoring rule of every assignment: a part whose numbers are right on every case but
+# whose result slips in a side property (the input's dtype not kept, an input modified in
+# place) keeps 1 - SIDE_SHARE of its points; wrong numbers on any case lose the part.
+SIDE_SHARE = 0.25
+
+
+def kept_share(verdicts: Sequence[Verdict]) -> float:
+    """The share of a part's points its case verdicts leave: 1 when all pass, else the least
+    credit of a failing case (0 when any case has wrong numbers)."""
+    return min((1.0 if v.passed else v.credit for v in verdicts), default=1.0)
 
 
 @dataclass(frozen=True)
@@ -149,6 +167,11 @@ def _index(flat_index: int, shape: tuple[int, ...]) -> str:
     return str(tuple(int(i) for i in np.unravel_index(flat_index, shape)))
 
 
+def _quoted(name: str) -> str:
+    """A code name in backticks; a description (``labels`` of ``judge_outputs``) as it is."""
+    return f"`{name}`" if name.isidentifier() else name
+
+
 def compare(name: str, got: Any, expected: np.ndarray, rtol: float, atol: float) -> str | None:
     """Compare one output with the expected array.
 
@@ -162,20 +185,21 @@ def compare(name: str, got: Any, expected: np.ndarray, rtol: float, atol: float)
     values, or the largest difference, its index and the two values there.
     """
     expected = np.asarray(expected)
+    name = _quoted(name)
     if not isinstance(got, np.ndarray) and not np.isscalar(got):
-        return f"`{name}` should be a NumPy array, got {type(got).__name__}."
+        return f"{name} should be a NumPy array, got {type(got).__name__}."
     got = np.asarray(got)
     if got.shape != expected.shape:
-        return f"`{name}` has shape {got.shape}, expected {expected.shape}."
+        return f"{name} has shape {got.shape}, expected {expected.shape}."
     if not np.issubdtype(got.dtype, np.number) or np.iscomplexobj(got):
-        return f"`{name}` has dtype {got.dtype}, expected real numbers."
+        return f"{name} has dtype {got.dtype}, expected real numbers."
     got64 = got.astype(np.float64)
     exp64 = expected.astype(np.float64)
     bad_finite = np.isfinite(got64) != np.isfinite(exp64)
     if bad_finite.any():
         flat = int(np.flatnonzero(bad_finite)[0])
         return (
-            f"`{name}` holds {got64.flat[flat]} at index {_index(flat, got.shape)} where "
+            f"{name} holds {got64.flat[flat]} at index {_index(flat, got.shape)} where "
             f"{exp64.flat[flat]:.6g} was expected."
         )
     finite = np.isfinite(exp64)
@@ -185,7 +209,7 @@ def compare(name: str, got: Any, expected: np.ndarray, rtol: float, atol: float)
     flat = int(np.argmax(excess))
     diff = float(np.abs(got64 - exp64).flat[flat])
     return (
-        f"`{name}` is wrong: the largest difference is {diff:.3g} at index "
+        f"{name} is wrong: the largest difference is {diff:.3g} at index "
         f"{_index(flat, got.shape)} (got {got64.flat[flat]:.6g}, expected "
         f"{exp64.flat[flat]:.6g})."
     )
@@ -253,18 +277,21 @@ class Variant:
 
 
 def _problems(
-    outputs: Mapping[str, Any], wanted: Mapping[str, np.ndarray], rtol: float, atol: float
+    outputs: Mapping[str, Any], wanted: Mapping[str, np.ndarray], rtol: float, atol: float,
+    labels: Mapping[str, str] | None = None,
 ) -> list[str]:
     found = []
     for name, value in wanted.items():
-        problem = compare(name, outputs.get(name), value, rtol, atol)
+        label = (labels or {}).get(name, name)
+        problem = compare(label, outputs.get(name), value, rtol, atol)
         if problem:
             found.append(problem)
     return found
 
 
 def diagnose(where: str, case: Case, outputs: Mapping[str, Any], expected: Mapping[str, np.ndarray],
-             tolerance: Tolerance, variants: Sequence[Variant] = ()) -> Verdict:
+             tolerance: Tolerance, variants: Sequence[Variant] = (),
+             labels: Mapping[str, str] | None = None) -> Verdict:
     """Verdict on ``outputs``: right, a known mistake, or the largest difference.
 
     Soundness rules (a diagnosis must never be a guess): a variant is only tried when it
@@ -279,9 +306,11 @@ def diagnose(where: str, case: Case, outputs: Mapping[str, Any], expected: Mappi
     - expected: the right outputs (name -> array).
     - tolerance: (rtol, atol).
     - variants: known mistakes to try, in order of preference.
+    - labels: output name -> how messages call it, for outputs whose names are internal keys
+      (e.g. "train_out_0" -> "the output of training step 1").
     """
     rtol, atol = tolerance
-    problems = _problems(outputs, expected, rtol, atol)
+    problems = _problems(outputs, expected, rtol, atol, labels)
     if not problems:
         return ok()
     for variant in variants:
@@ -302,8 +331,10 @@ def diagnose(where: str, case: Case, outputs: Mapping[str, Any], expected: Mappi
 def judge_outputs(target: str, case: Case, outputs: Mapping[str, Any],
                   expected: Mapping[str, np.ndarray], tolerance: Tolerance,
                   variants: Sequence[Variant] = (), dtype_of: str | None = None,
-                  inputs: Sequence[str] = ()) -> Verdict:
-    """The usual judge: inputs intact, outputs present, dtype kept, values right or diagnosed.
+                  inputs: Sequence[str] = (),
+                  labels: Mapping[str, str] | None = None) -> Verdict:
+    """The usual judge: outputs present, values right or diagnosed; inputs intact and dtype
+    kept are side properties, scored by ``with_side_properties``.
 
     Inputs:
     - target: the student's function name, for the messages.
@@ -314,19 +345,65 @@ def judge_outputs(target: str, case: Case, outputs: Mapping[str, Any],
     - variants: known mistakes to try when the result is wrong.
     - dtype_of: name of the case input whose dtype every output must keep, or None.
     - inputs: names of the case inputs that must come back unmodified.
+    - labels: output name -> how messages call it (default: the name in backticks).
     """
+    labels = labels or {}
     where = f"{target} ({case.get('label', 'a test case')})"
-    mutated = unchanged(case, outputs, inputs)
-    if mutated:
-        return fail(f"{where}: {mutated}", "mutates_input")
     missing = [name for name in expected if name not in outputs]
     if missing:
-        return fail(f"{where}: returned no `{missing[0]}`.", "exception")
-    if dtype_of is not None:
-        want = np.asarray(case[dtype_of]).dtype
-        for name in expected:
-            got_dtype = np.asarray(outputs[name]).dtype
-            if got_dtype != want:
-                return fail(f"{where}: `{name}` is {got_dtype} but the input is {want}; keep "
-                            f"the input's dtype.", "dtype_changed")
-    return diagnose(where, case, outputs, expected, tolerance, variants)
+        return fail(f"{where}: returned no {_quoted(labels.get(missing[0], missing[0]))}.",
+                    "exception")
+
+    def values(case: Case, outputs: Mapping[str, Any]) -> Verdict:
+        return diagnose(where, case, outputs, expected, tolerance, variants, labels)
+
+    return with_side_properties(values, target, list(expected), dtype_of, inputs, labels)(
+        case, outputs)
+
+
+def with_side_properties(
+    judge: Callable[[Case, Mapping[str, Any]], Verdict], target: str, outputs_named: Sequence[str],
+    dtype_of: str | None = None, inputs: Sequence[str] | Callable[[Case], Sequence[str]] = (),
+    labels: Mapping[str, str] | None = None,
+) -> Callable[[Case, Mapping[str, Any]], Verdict]:
+    """``judge`` (of the values) with the side properties scored by the one rule (SIDE_SHARE).
+
+    The side properties: every input in ``inputs`` comes back unmodified (``unchanged``) and
+    every output in ``outputs_named`` keeps the dtype of the case input ``dtype_of``. A slip
+    in one of them is set aside, ``judge`` sees the outputs as if there were none (outputs
+    cast to the input's dtype, inputs as they were), and then: wrong values give ``judge``'s
+    verdict (no credit); right values give the slip's message, saying what share it costs,
+    with credit ``1 - SIDE_SHARE``.
+    """
+    labels = labels or {}
+
+    def judged(case: Case, outputs: Mapping[str, Any]) -> Verdict:
+        where = f"{target} ({case.get('label', 'a test case')})"
+        names = inputs(case) if callable(inputs) else inputs
+        slip: tuple[str, str] | None = None
+        outputs = dict(outputs)
+        mutated = unchanged(case, outputs, names)
+        if mutated:
+            slip = (mutated, "mutates_input")
+            outputs.update({f"after_{n}": np.asarray(case[n]) for n in names})
+        if dtype_of is not None:
+            want = np.asarray(case[dtype_of]).dtype
+            for name in outputs_named:
+                got = np.asarray(outputs[name]) if name in outputs else None
+                if got is None or got.dtype == want or got.dtype.kind != "f" or want.kind != "f":
+                    continue
+                if slip is None:
+                    slip = (f"{_quoted(labels.get(name, name))} is {got.dtype} but the input "
+                            f"is {want}; keep the input's dtype.", "dtype_changed")
+                outputs[name] = got.astype(want)
+        verdict = judge(case, outputs)
+        if slip is None:
+            return verdict
+        if not verdict.passed:  # wrong numbers lose the part; the slip may be their cause
+            return fail(f"{verdict.message} Also, {slip[0]}", verdict.mistake or slip[1])
+        return fail(f"{where}: {slip[0]} The numbers are right, so this costs "
+                    f"{SIDE_SHARE:.0%} of this part's points (a side property, not the "
+                    f"values).", slip[1], credit=1.0 - SIDE_SHARE)
+
+    return judged
+

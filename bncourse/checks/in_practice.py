@@ -23,7 +23,7 @@ import numpy as np
 from bncourse import deepnet
 from bncourse.checks import backprop, bn_transform
 from bncourse.checks.core import Verdict, array_output, fail, ok, part
-from bncourse.checks.outputs import as_array
+from bncourse.checks.outputs import UnusableResultError, as_array
 from bncourse.data import load_digits
 
 ASSIGNMENT = "06_in_practice"
@@ -45,7 +45,7 @@ def _run_train(train: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
         params = train(split.x_train.copy(), split.y_train.copy(), use_bn=bool(case["use_bn"]),
                        lr=float(case["lr"]), seed=int(case["seed"]))
     if not isinstance(params, dict):
-        raise TypeError(f"train should return a dict of parameters, got {type(params).__name__}")
+        raise UnusableResultError(f"train should return a dict of parameters, got {type(params).__name__}")
     return {str(name): as_array(value) for name, value in params.items()}
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from bncourse import cpu
-from bncourse.checks.core import Variant, Verdict, judge_outputs, part_pair
-from bncourse.checks.outputs import as_array, broadcast_hint, numpy_output, pair
+from bncourse.checks.core import Variant, Verdict, compare, fail, judge_outputs, part_pair
+from bncourse.checks.outputs import UnusableResultError, as_array, broadcast_hint, numpy_output, pair
 from bncourse.checks.variants import (
     FOLD_VARIANTS,
     INFERENCE_VARIANTS,
@@ -90,6 +90,11 @@ def running_cases() -> list[dict[str, Any]]:
         running_case("float64 x of shape (8, 3), momentum 0.1", (8, 3), np.float64, seed=101),
         running_case("float32 x of shape (5, 4), momentum 0.2", (5, 4), np.float32, seed=102,
                      momentum=0.2),
+        # Smaller twins of the hidden categories (no surprises at grading).
+        running_case("float64 x with N = 2, shape (2, 2, 3, 2), momentum 0.5", (2, 2, 3, 2),
+                     np.float64, seed=103, momentum=0.5),
+        running_case("float32 x of shape (3, 3, 4), one spatial axis, momentum 1.0", (3, 3, 4),
+                     np.float32, seed=104, momentum=1.0),
     ]
 
 
@@ -135,6 +140,12 @@ def population_cases() -> list[dict[str, Any]]:
     return [
         population_case("5 float64 batches of shape (4, 3)", (5, 4, 3), np.float64, seed=121),
         population_case("3 float32 batches of shape (6, 2)", (3, 6, 2), np.float32, seed=122),
+        # Smaller twins of the hidden categories (no surprises at grading).
+        population_case("1 float64 batch of shape (3, 2)", (1, 3, 2), np.float64, seed=123),
+        population_case("3 float64 batches of shape (2, 2, 3, 2)", (3, 2, 2, 3, 2), np.float64,
+                        seed=124),
+        population_case("2 float64 batches of shape (3, 2, 4), one spatial axis", (2, 3, 2, 4),
+                        np.float64, seed=125),
     ]
 
 
@@ -177,6 +188,11 @@ def inference_cases() -> list[dict[str, Any]]:
     return [
         inference_case("float64 x of shape (6, 3)", (6, 3), np.float64, seed=141),
         inference_case("float32 x of shape (2, 3, 4, 4)", (2, 3, 4, 4), np.float32, seed=142),
+        # Smaller twins of the hidden categories (no surprises at grading).
+        inference_case("float64 x of a single example, shape (1, 3)", (1, 3), np.float64,
+                       seed=143),
+        inference_case("float64 x of shape (2, 3, 4), one spatial axis, eps = 1e-1", (2, 3, 4),
+                       np.float64, seed=144, eps=1e-1),
     ]
 
 
@@ -228,6 +244,13 @@ def fold_cases() -> list[dict[str, Any]]:
     return [
         fold_case("float64 Linear weight (4, 3) with bias", (4, 3), np.float64, seed=161),
         fold_case("float32 Linear weight (3, 5) with bias", (3, 5), np.float32, seed=162),
+        # Smaller twins of the hidden categories (no surprises at grading).
+        fold_case("float64 Linear weight (3, 4) and bias None", (3, 4), np.float64, seed=163,
+                  no_bias=True),
+        fold_case("float64 Conv weight (2, 3, 2, 2) with bias, eps = 1e-2", (2, 3, 2, 2),
+                  np.float64, seed=164, eps=1e-2),
+        fold_case("float32 Conv1d weight (3, 2, 3) with bias", (3, 2, 3), np.float32,
+                  seed=165),
     ]
 
 
@@ -293,7 +316,13 @@ def layer_case(label: str, shape: tuple[int, ...], seed: int, momentum: float = 
 
 
 def layer_cases() -> list[dict[str, Any]]:
-    return [layer_case("BatchNorm1d(4), batches of shape (8, 4)", (8, 4), seed=181)]
+    return [
+        layer_case("BatchNorm1d(4), batches of shape (8, 4)", (8, 4), seed=181),
+        layer_case("BatchNorm1d(3, momentum=0.2), batches of shape (5, 3, 4)", (5, 3, 4),
+                   seed=182, momentum=0.2),
+        layer_case("BatchNorm1d(2, momentum=0.5, eps=1e-2), batches of shape (2, 2)", (2, 2),
+                   seed=183, momentum=0.5, eps=1e-2),
+    ]
 
 
 def layer_cases_hidden() -> list[dict[str, Any]]:
@@ -317,10 +346,11 @@ def run_layer(layer_class: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
     layer.train()
     for step in range(STEPS):
         x = torch.tensor(case["train_x"][step], requires_grad=True)
-        out = layer(x)
+        with broadcast_hint(BROADCAST_HINT):  # torch's size mismatch gets NumPy's hint
+            out = layer(x)
         out.backward(torch.from_numpy(case["train_dout"][step]))
         if x.grad is None:
-            raise RuntimeError("no gradient reached the input: compute the forward pass with "
+            raise UnusableResultError("no gradient reached the input: compute the forward pass with "
                                "torch operations so that autograd can differentiate it")
         outputs[f"train_out_{step}"] = as_array(out)
         outputs[f"train_dx_{step}"] = as_array(x.grad)
@@ -330,17 +360,48 @@ def run_layer(layer_class: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
     with torch.no_grad():
         outputs["eval_out"] = as_array(layer(torch.from_numpy(case["test_x"])))
     outputs["eval_running_mean"] = as_array(layer.running_mean).copy()
+    outputs["buffers"] = np.asarray(_are_buffers(layer))
     return outputs
+
+
+def _are_buffers(layer: Any) -> bool:
+    """Whether running_mean and running_var are registered buffers: listed by named_buffers()
+    (so .to() moves them), saved in state_dict(), and taking no gradient."""
+    buffers, state = dict(layer.named_buffers()), layer.state_dict()
+    return all(name in buffers and name in state and not buffers[name].requires_grad
+               for name in ("running_mean", "running_var"))
+
+
+NOT_BUFFERS = (
+    "running_mean and running_var should be buffers: create them with "
+    "self.register_buffer('running_mean', torch.zeros(num_features)) (and likewise "
+    "running_var), so that they move with .to(), appear in state_dict() and take no gradient."
+)
+
+
+def _layer_labels() -> dict[str, str]:
+    """How messages call the layer's outputs (never the internal keys)."""
+    labels = {"eval_out": "the output in eval mode",
+              "eval_running_mean": "running_mean after the call in eval mode"}
+    for step in range(STEPS):
+        after = f"after training step {step + 1}"
+        labels |= {f"train_out_{step}": f"the output of training step {step + 1}",
+                   f"train_dx_{step}": f"the input gradient of training step {step + 1}",
+                   f"running_mean_{step}": f"running_mean {after}",
+                   f"running_var_{step}": f"running_var {after}"}
+    return labels
 
 
 def simulate_layer(case: dict[str, Any], momentum_inverted: bool = False, ddof: int = 1,
                    eval_batch_stats: bool = False, feed_std: bool = False,
-                   update_in_eval: str = "") -> dict[str, np.ndarray]:
+                   update_in_eval: str = "", out_ddof: int = 0) -> dict[str, np.ndarray]:
     """The layer in float64, with the switches a mistaken layer gets wrong (no gradients).
 
     - feed_std: running_var fed the unbiased batch standard deviation.
     - update_in_eval: "before" / "after" the eval output is computed, the running statistics
       are also updated with the eval batch ("" : not updated, as it should be).
+    - out_ddof: 1 normalises the training outputs by the unbiased variance (torch.var's
+      default) instead of the biased one.
     """
     weight, bias = (np.asarray(case[n], dtype=np.float64) for n in ("weight", "bias"))
     momentum = 1.0 - case["momentum"] if momentum_inverted else case["momentum"]
@@ -355,7 +416,8 @@ def simulate_layer(case: dict[str, Any], momentum_inverted: bool = False, ddof: 
     result: dict[str, np.ndarray] = {}
     for step, x in enumerate(np.asarray(case["train_x"], dtype=np.float64)):
         axes = channel_axes(x)
-        result[f"train_out_{step}"] = normalise(x, x.mean(axis=axes), x.var(axis=axes))
+        result[f"train_out_{step}"] = normalise(x, x.mean(axis=axes),
+                                                x.var(axis=axes, ddof=out_ddof))
         mean = (1 - momentum) * mean + momentum * x.mean(axis=axes)
         batch_var = x.var(axis=axes, ddof=ddof)
         var = (1 - momentum) * var + momentum * (np.sqrt(batch_var) if feed_std else batch_var)
@@ -385,6 +447,16 @@ def _layer_detached(case: dict[str, Any]) -> dict[str, np.ndarray]:
     return result
 
 
+def _unbiased_in_training(case: dict[str, Any], outputs: Any, expected: Any) -> bool:
+    """The training outputs normalised by the unbiased variance (torch.var's default); their
+    gradients differ too, so only the outputs are compared."""
+    simulated = simulate_layer(case, out_ddof=1)
+    keys = [f"train_out_{step}" for step in range(STEPS)]
+    rtol, atol = TOL_FLOAT32
+    return (any(compare(k, simulated[k], expected[k], 10 * rtol, 10 * atol) for k in keys)
+            and not any(compare(k, outputs.get(k), simulated[k], rtol, atol) for k in keys))
+
+
 def _eval_part(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: v for k, v in outputs.items() if k.startswith("eval")}
 
@@ -396,6 +468,12 @@ UPDATES_IN_EVAL = (
 
 
 LAYER_VARIANTS = (
+    Variant("unbiased_variance",
+            "the training outputs seem to be normalised by the unbiased variance (torch.var "
+            "divides by m - 1 unless told otherwise); normalise by the biased one, "
+            "torch.var(x, unbiased=False) or ((x - mean) ** 2).mean(...), and keep the "
+            "unbiased one for running_var.",
+            matches=_unbiased_in_training),
     Variant("inverted_momentum",
             "the running statistics seem to use an inverted momentum; PyTorch's convention is "
             "new = (1 - momentum) * old + momentum * batch statistic.",
@@ -449,8 +527,11 @@ def judge_layer(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict
     with torch.no_grad():
         expected["eval_out"] = reference(torch.tensor(case["test_x"], dtype=torch.float64)).numpy()
     expected["eval_running_mean"] = reference.running_mean.numpy().copy()
+    if not bool(np.asarray(outputs.get("buffers", True))):
+        return fail(f"BatchNorm1d ({case['label']}): {NOT_BUFFERS}", "not_buffers")
     # The training-mode parts of the layer are the student's BN forward; float32 throughout.
-    return judge_outputs("BatchNorm1d", case, outputs, expected, TOL_FLOAT32, LAYER_VARIANTS)
+    return judge_outputs("BatchNorm1d", case, outputs, expected, TOL_FLOAT32, LAYER_VARIANTS,
+                         labels=_layer_labels())
 
 
 # --------------------------------------------------------------------------- parts
@@ -458,25 +539,28 @@ def judge_layer(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict
 
 PARTS = [
     *part_pair(ASSIGNMENT, "running_stats", "update_running_stats", (1.0, 1.0),
-               ("update_running_stats on (N, C), float64 and float32",
+               ("update_running_stats on (N, C), (N, C, L) and (N, C, H, W), N = 2, momentum "
+                "0.1 to 1.0, float64 and float32",
                 "update_running_stats: N = 2, (N, C, H, W), (N, C, L), momentum 0.3 and 1.0; "
                 "inputs unchanged, dtype kept"),
                (running_cases, running_cases_hidden), run_running, judge_running),
     *part_pair(ASSIGNMENT, "population_stats", "population_stats", (1.0, 1.0),
-               ("population_stats over several (m, C) batches",
+               ("population_stats over several (m, C) batches, a single batch, (N, C, L) and "
+                "(N, C, H, W) batches",
                 "population_stats: a single batch with m = 2, (N, C, H, W) batches"),
                (population_cases, population_cases_hidden), run_population, judge_population),
     *part_pair(ASSIGNMENT, "inference", "batchnorm_inference", (1.0, 1.0),
-               ("batchnorm_inference on (N, C) and (N, C, H, W)",
+               ("batchnorm_inference on (N, C), (N, C, L) and (N, C, H, W), a single example",
                 "batchnorm_inference: a single example, (N, C, L), eps = 1e-2, float32"),
                (inference_cases, inference_cases_hidden), run_inference, judge_inference),
     *part_pair(ASSIGNMENT, "fold", "fold_batchnorm", (1.0, 1.0),
-               ("fold_batchnorm into Linear layers with bias",
+               ("fold_batchnorm into Linear, Conv1d and Conv2d weights, with bias and bias None",
                 "fold_batchnorm: Conv2d and Conv1d weights, bias None, eps = 1e-3"),
                (fold_cases, fold_cases_hidden), run_fold, judge_fold),
     *part_pair(ASSIGNMENT, "layer", "BatchNorm1d", (2.0, 1.0),
                ("BatchNorm1d against torch.nn.BatchNorm1d: 3 training steps (outputs, input "
-                "gradients, running statistics), then eval",
+                "gradients, running statistics), then eval; (N, C) and (N, C, L), N = 2; "
+                "running_mean and running_var registered as buffers",
                 "BatchNorm1d: N = 2 with momentum 0.3 and eps = 1e-3, (N, C, L) inputs"),
                (layer_cases, layer_cases_hidden), run_layer, judge_layer),
 ]

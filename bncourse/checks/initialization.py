@@ -17,7 +17,17 @@ from typing import Any
 import numpy as np
 
 from bncourse import initialization as ref
-from bncourse.checks.core import Verdict, array_output, compare_arrays, fail, first_failure, ok, part, part_pair
+from bncourse.checks.core import (
+    Verdict,
+    array_output,
+    compare_arrays,
+    fail,
+    first_failure,
+    ok,
+    part,
+    part_pair,
+    with_side_properties,
+)
 from bncourse.checks.core import unchanged as inputs_unchanged
 from bncourse.checks.outputs import as_array
 
@@ -68,7 +78,8 @@ def _xavier_cases(sizes: list[tuple[int, int]]) -> list[dict[str, Any]]:
 
 def _xavier_visible_cases() -> list[dict[str, Any]]:
     # fan_in != fan_out in the first two so every wrong variance above is distinguishable.
-    return _xavier_cases([(300, 100), (120, 360), (256, 256)])
+    # Then smaller twins of the hidden categories: a single row or column, a very unbalanced layer.
+    return _xavier_cases([(300, 100), (120, 360), (256, 256), (1500, 15), (1, 4), (6, 1)])
 
 
 def _xavier_hidden_cases() -> list[dict[str, Any]]:
@@ -266,6 +277,9 @@ def _stats_visible_cases() -> list[dict[str, Any]]:
     return [
         _stats_case([40, 40, 40, 40], "tanh", 50, 0, "float64"),
         _stats_case([30, 50, 20, 10], "relu", 64, 1, "float64"),
+        # Smaller twins of the hidden categories: one layer and one example, float32.
+        _stats_case([8, 8], "sigmoid", 1, 5, "float64"),
+        _stats_case([24, 24, 24], "tanh", 12, 6, "float32"),
     ]
 
 
@@ -321,6 +335,10 @@ def _stats_variants(case: dict[str, Any]) -> dict[str, tuple[tuple[np.ndarray, n
     }
 
 
+def _stats_inputs(case: dict[str, Any]) -> list[str]:
+    return ["u"] + [f"w{i}" for i in range(len(_weights_of(case)))]
+
+
 def _judge_stats(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
     g = ref.ACTIVATIONS[str(case["activation"])]
     u = np.asarray(case["u"])
@@ -373,6 +391,12 @@ _VISIBLE_PROFILES = [
     ("linear", 2.0, 30),
     ("relu", np.sqrt(2.0), 30),
     ("relu", 2.0, 30),
+    # Smaller twins of the hidden categories: tanh and sigmoid, overflow, underflow, depth 3.
+    ("tanh", 0.4, 30),
+    ("sigmoid", 1.0, 20),
+    ("linear", 3.5, 90),
+    ("relu", 0.25, 150),
+    ("linear", 1.0, 3),
 ]
 _HIDDEN_PROFILES = [
     ("tanh", 0.5, 30),  # vanishing
@@ -443,7 +467,7 @@ def _judge_xavier_normal(case: dict[str, Any], outputs: dict[str, np.ndarray]) -
 PARTS = [
     *part_pair(ASSIGNMENT, "xavier_uniform", "xavier_uniform", (2.0, 1.0),
                ("xavier_uniform: shape (fan_out, fan_in), bound, variance 2/(fan_in+fan_out), "
-                "uniform law, uses rng",
+                "uniform law, uses rng; a single row or column, a very unbalanced layer",
                 "xavier_uniform on a single row/column and a very unbalanced layer"),
                (_xavier_visible_cases, _xavier_hidden_cases), _run_xavier, _judge_xavier_uniform),
     part(ASSIGNMENT, "xavier_normal", "xavier_normal", 2.0, False,
@@ -452,12 +476,15 @@ PARTS = [
          _judge_xavier_normal),
     *part_pair(ASSIGNMENT, "activation_stats", "activation_stats", (2.0, 1.0),
                ("activation_stats: per-layer mean and std of z = g(u W^T) against the float64 "
-                "reference",
+                "reference; one layer and one example, float32",
                 "activation_stats: one layer and one example, non-square layers, float32, inputs "
                 "not mutated"),
-               (_stats_visible_cases, _stats_hidden_cases), _run_stats, _judge_stats),
+               (_stats_visible_cases, _stats_hidden_cases), _run_stats,
+               # inputs unchanged: a side property (core.with_side_properties)
+               with_side_properties(_judge_stats, "activation_stats", [], None, _stats_inputs)),
     *part_pair(ASSIGNMENT, "classify_signal", "classify_signal", (1.0, 1.0),
-               ("classify_signal on std profiles of real linear and ReLU forward passes",
+               ("classify_signal on std profiles of real linear, ReLU, tanh and sigmoid forward "
+                "passes, with overflow, underflow and depth 3",
                 "classify_signal on tanh/sigmoid profiles, overflow (inf/nan), underflow "
                 "(zeros), depth 2"),
                (lambda: _profile_cases(_VISIBLE_PROFILES), lambda: _profile_cases(_HIDDEN_PROFILES)),

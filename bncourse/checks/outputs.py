@@ -13,7 +13,25 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_array", "broadcast_hint", "kind_of", "numpy_output", "pair"]
+__all__ = ["UnusableResultError", "as_array", "broadcast_hint", "kind_of", "numpy_output", "pair",
+           "unusable_message"]
+
+
+class UnusableResultError(TypeError):
+    """What the student's code returned cannot be checked (a wrong kind, count or order).
+
+    Raised by the checks' own code, not by the student's: its message is shown as it is,
+    never as "<function> raised ...". (A subclass of TypeError, so code that catches
+    TypeError still catches it.)
+    """
+
+
+def unusable_message(error_text: str) -> str | None:
+    """The message of an ``UnusableResultError`` from its one-line description, as the grading
+    sandbox reports errors ("bncourse.checks.outputs.UnusableResultError: ..."); None for any
+    other error."""
+    prefix = f"{UnusableResultError.__module__}.{UnusableResultError.__qualname__}: "
+    return error_text[len(prefix):] if error_text.startswith(prefix) else None
 
 
 def as_array(value: Any) -> np.ndarray:
@@ -44,7 +62,7 @@ def pair(result: Any, target: str, names: tuple[str, str] = ("out", "cache")) ->
             hint = " (end with `return out, cache`; the cache may be None until assignment 4)"
         elif result is None:
             hint = " (is the `return` statement missing?)"
-        raise TypeError(
+        raise UnusableResultError(
             f"{target} should return a pair ({names[0]}, {names[1]}), got {kind_of(result)}{hint}"
         )
     return result[0], result[1]
@@ -65,21 +83,24 @@ def numpy_output(value: Any, name: str, target: str) -> np.ndarray:
         advice = "is a `return` statement missing?"
     else:
         advice = "build it with NumPy operations (or convert with `np.asarray`)"
-    raise TypeError(f"{target} returned `{name}` as {kind_of(value)}; it should be a NumPy "
+    raise UnusableResultError(f"{target} returned `{name}` as {kind_of(value)}; it should be a NumPy "
                     f"array: {advice}")
 
 
 @contextlib.contextmanager
 def broadcast_hint(hint: str) -> Iterator[None]:
-    """Add ``hint`` to a NumPy "could not be broadcast" error raised by the student's code.
+    """Add ``hint`` to a shape-mismatch error raised by the student's code: NumPy's "could not
+    be broadcast" (a ValueError) and torch's "The size of tensor a (..) must match the size of
+    tensor b (..)" (a RuntimeError).
 
-    The bare NumPy message names two shapes; on a layout with spatial axes the usual cause is
-    a (C,) vector meeting an (N, C, H, W) array, which the hint explains. The error stays a
-    ValueError raised by the student's call.
+    The bare messages name two shapes or sizes; on a layout with spatial axes the usual cause
+    is a (C,) vector meeting an (N, C, H, W) array, which the hint explains. The error keeps
+    its type: it is still raised by the student's call.
     """
     try:
         yield
-    except ValueError as error:
-        if "could not be broadcast" not in str(error):
+    except (ValueError, RuntimeError) as error:
+        text = str(error)
+        if "could not be broadcast" not in text and "must match the size of tensor" not in text:
             raise
-        raise ValueError(f"{str(error).strip()}. Hint: {hint}") from error
+        raise type(error)(f"{text.strip()}. Hint: {hint}") from error

@@ -50,6 +50,7 @@ def _denominator(var: np.ndarray, eps: float, kind: str) -> np.ndarray:
         "sqrt(var)+eps": lambda: np.sqrt(var) + eps,
         "sqrt(var)": lambda: np.sqrt(var),
         "var+eps": lambda: var + eps,
+        "sqrt(std+eps)": lambda: np.sqrt(np.sqrt(var) + eps),
     }[kind]()
 
 
@@ -87,6 +88,18 @@ def forward_unbiased_variance(case: Case) -> Arrays:
 def forward_eps_outside_sqrt(case: Case) -> Arrays:
     x, gamma, beta, eps = _forward_case(case)
     return {"out": _normalise(x, gamma, beta, eps, denominator="sqrt(var)+eps")}
+
+
+def forward_sqrt_of_std(case: Case) -> Arrays:
+    """sqrt(std + eps): the square root taken twice, once for std and once more."""
+    x, gamma, beta, eps = _forward_case(case)
+    return {"out": _normalise(x, gamma, beta, eps, denominator="sqrt(std+eps)")}
+
+
+SQRT_OF_STD = (
+    "the denominator seems to be sqrt(std + eps), the square root taken twice; divide by "
+    "sqrt(var + eps), where var is the variance, not the standard deviation."
+)
 
 
 def forward_no_eps(case: Case) -> Arrays:
@@ -233,6 +246,7 @@ FORWARD_VARIANTS: tuple[Variant, ...] = (
         "sqrt(var + eps), not sqrt(var) + eps.",
         forward_eps_outside_sqrt,
     ),
+    Variant("sqrt_of_std", SQRT_OF_STD, forward_sqrt_of_std),
     Variant(
         "no_eps",
         "eps seems to be missing; divide by sqrt(var + eps) so that a channel with (almost) "
@@ -369,6 +383,36 @@ def backward_no_1_over_m(case: Case) -> Arrays:
                    - x_hat * (g * x_hat).sum(axis=axes, keepdims=True)) / std}
 
 
+def backward_m_is_n(case: Case) -> Arrays:
+    """The compact formula with m = N (the batch size) where a channel has N * H * W values."""
+    x_hat, std, gamma, dout, axes = _backward_pieces(case)
+    g, n = gamma * dout, dout.shape[0]
+    return {"dx": (g - g.sum(axis=axes, keepdims=True) / n
+                   - x_hat * (g * x_hat).sum(axis=axes, keepdims=True) / n) / std}
+
+
+def backward_overwrites_direct_path(case: Case) -> Arrays:
+    """Staged backward with ``dcentred = <variance path>`` where it should add (``+=``) to the
+    direct path dx_hat / std: only the variance path survives (its mean term is zero)."""
+    x_hat, std, gamma, dout, axes = _backward_pieces(case)
+    g = gamma * dout
+    return {"dx": -x_hat * (g * x_hat).mean(axis=axes, keepdims=True) / std}
+
+
+def backward_overwrites_with_mean_path(case: Case) -> Arrays:
+    """Staged backward with ``dx = dmu / m`` where it should add the mean path to dcentred."""
+    _, std, gamma, dout, axes = _backward_pieces(case)
+    g = gamma * dout
+    return {"dx": np.broadcast_to(-g.mean(axis=axes, keepdims=True) / std, dout.shape)}
+
+
+STAGED_OVERWRITES = (
+    "dx seems to keep only one of the paths that reach a node; where a node feeds two later "
+    "nodes (x - mu feeds both x_hat and the variance; x feeds both x - mu and mu) the "
+    "gradients of the paths add up: accumulate with `+=` (or `a = a + ...`), not `=`."
+)
+
+
 def backward_dx_ignores_gamma(case: Case) -> Arrays:
     """dx computed from dout instead of dx_hat = gamma * dout."""
     x_hat, std, _, dout, axes = _backward_pieces(case)
@@ -443,6 +487,15 @@ BACKWARD_VARIANTS: tuple[Variant, ...] = (
         "the means over the m values of a channel.",
         backward_no_1_over_m,
     ),
+    Variant(
+        "backward_m_is_n",
+        "dx seems to divide by the batch size N where the formula has m, the number of values "
+        "a channel has: m = N * H * W for an (N, C, H, W) input (x.size // C).",
+        backward_m_is_n,
+        applies=_is_spatial,
+    ),
+    Variant("staged_overwrites", STAGED_OVERWRITES, backward_overwrites_direct_path),
+    Variant("staged_overwrites", STAGED_OVERWRITES, backward_overwrites_with_mean_path),
     Variant(
         "backward_dx_ignores_gamma",
         "dx seems to ignore gamma; the gradient reaching x_hat is gamma * dout, not dout.",
@@ -578,6 +631,13 @@ def population_bessel_with_n(case: Case) -> Arrays:
     return {"var": np.mean([bessel_with_n(b) for b in batches], axis=0)}
 
 
+def population_m_is_batches(case: Case) -> Arrays:
+    """The m / (m - 1) correction with m = the number of batches instead of the batch's size."""
+    batches = np.asarray(case["batches"], dtype=np.float64)
+    k = len(batches)
+    return {"var": np.mean([batch_var(b, ddof=0) for b in batches], axis=0) * k / (k - 1)}
+
+
 def _spatial_batches(case: Case) -> bool:
     return np.ndim(case["batches"]) > 3
 
@@ -611,6 +671,13 @@ POPULATION_VARIANTS: tuple[Variant, ...] = (
             applies=_several_batches),
     Variant("bessel_with_n", BESSEL_WITH_N, population_bessel_with_n,
             applies=_spatial_batches),
+    Variant(
+        "population_m_is_batches",
+        "the m / (m - 1) correction seems to use the number of batches for m; m is the number "
+        "of values a channel has in one batch (N, or N * H * W with spatial axes).",
+        population_m_is_batches,
+        applies=_several_batches,
+    ),
 )
 
 
@@ -653,6 +720,8 @@ INFERENCE_VARIANTS: tuple[Variant, ...] = (
         "gamma and beta seem to be swapped; the output is gamma * x_hat + beta.",
         lambda case: inference_with(case, swap=True),
     ),
+    Variant("sqrt_of_std", SQRT_OF_STD,
+            lambda case: inference_with(case, denominator="sqrt(std+eps)")),
     Variant(
         "no_sqrt",
         "the output seems to divide by running_var + eps; divide by the standard deviation, "
@@ -678,13 +747,14 @@ def _fold_case(case: Case) -> tuple[np.ndarray, ...]:
 
 def fold_with(case: Case, use_eps: bool = True, keep_bias: bool = True,
               denominator: str = "sqrt(var+eps)", default_eps: bool = False,
-              scale_bias: bool = True) -> Arrays:
+              scale_bias: bool = True, use_mean: bool = True) -> Arrays:
     weight, bias, gamma, beta, mean, var = _fold_case(case)
     eps = float(case["eps"]) if use_eps else 0.0
     if default_eps:
         eps = DEFAULT_EPS
     scale = gamma / _denominator(var, eps, denominator)
     old_bias = bias if keep_bias else np.zeros_like(bias)
+    mean = mean if use_mean else np.zeros_like(mean)
     return {
         "weight": weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1)),
         "bias": (scale * (old_bias - mean) if scale_bias else old_bias - scale * mean) + beta,
@@ -710,6 +780,14 @@ FOLD_VARIANTS: tuple[Variant, ...] = (
         "gamma * (bias - running_mean) / sqrt(running_var + eps) + beta.",
         lambda case: fold_with(case, scale_bias=False),
     ),
+    Variant(
+        "fold_bias_without_mean",
+        "the folded bias seems to leave out the scaled running mean; BN subtracts "
+        "running_mean before scaling, so the folded bias is "
+        "gamma * (bias - running_mean) / sqrt(running_var + eps) + beta.",
+        lambda case: fold_with(case, use_mean=False),
+    ),
+    Variant("sqrt_of_std", SQRT_OF_STD, lambda case: fold_with(case, denominator="sqrt(std+eps)")),
     Variant(
         "no_sqrt",
         "the folded scale seems to divide by running_var + eps; it is "

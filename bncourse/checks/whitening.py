@@ -29,8 +29,9 @@ from bncourse.checks.core import (
     part,
     part_pair,
     unchanged,
+    with_side_properties,
 )
-from bncourse.checks.outputs import as_array
+from bncourse.checks.outputs import UnusableResultError, as_array
 
 ASSIGNMENT = "02_whitening"
 
@@ -80,6 +81,13 @@ def _standardize_cases() -> list[dict[str, Any]]:
         _standardize_case("float64 x of shape (20, 3)", 20, 3, 1, np.float64),
         _standardize_case("float64 x of shape (12, 4) whose column 0 has variance 1e-6", 12, 4, 2, np.float64, tiny=1),
         _standardize_case("float32 x of shape (50, 6)", 50, 6, 3, np.float32),
+        # Smaller twins of the hidden categories (no surprises at grading).
+        _standardize_case("float64 x with N = 2, shape (2, 4), a constant column", 2, 4, 9,
+                          np.float64, constant=1),
+        _standardize_case("float32 x of shape (6, 1), eps = 1e-2", 6, 1, 10, np.float32,
+                          eps=1e-2),
+        _standardize_case("float32 x of shape (32, 2) with mean 1e4 x std", 32, 2, 13,
+                          np.float32, offset=1e4, large_offset=1),
     ]
 
 
@@ -181,6 +189,11 @@ def _zca_cases() -> list[dict[str, Any]]:
     return [
         _whiten_case("float64 x of shape (50, 4), method='zca'", "zca", 50, 4, 11),
         _whiten_case("float32 x of shape (40, 5), method='zca'", "zca", 40, 5, 12, np.float32),
+        # Smaller twins of the hidden categories (no surprises at grading).
+        _whiten_case("float64 x of shape (20, 3) with a constant column, method='zca'", "zca",
+                     20, 3, 13, constant_feature=True),
+        _whiten_case("float64 x of shape (15, 1), method='zca', eps=1e-2", "zca", 15, 1, 14,
+                     eps=1e-2),
     ]
 
 
@@ -188,6 +201,10 @@ def _pca_cases() -> list[dict[str, Any]]:
     return [
         _whiten_case("float64 x of shape (50, 4), method='pca'", "pca", 50, 4, 21),
         _whiten_case("float32 x of shape (40, 5), method='pca'", "pca", 40, 5, 22, np.float32),
+        # Smaller twins of the hidden categories (no surprises at grading).
+        _whiten_case("float64 x of shape (20, 3) with a constant column, method='pca'", "pca",
+                     20, 3, 23, constant_feature=True),
+        _whiten_case("float64 x of shape (4, 2), method='pca'", "pca", 4, 2, 24),
     ]
 
 
@@ -210,7 +227,7 @@ def _run_whiten(whiten: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
     x = np.array(case["x"])
     result = whiten(x, method=str(case["method"]), eps=case["eps"])
     if not isinstance(result, tuple | list) or len(result) != 3:
-        raise TypeError(f"whiten should return a tuple (x_white, W, mean), got {type(result).__name__}")
+        raise UnusableResultError(f"whiten should return a tuple (x_white, W, mean), got {type(result).__name__}")
     x_white, W, mean = result
     return {"x_white": as_array(x_white), "W": as_array(W), "mean": as_array(mean), "after_x": x}
 
@@ -223,11 +240,13 @@ def _reference_whitening(x: np.ndarray, method: str, eps: float, ddof: int = 0, 
     cov = centred.T @ centred / (x.shape[0] - ddof)
     lam, U = np.linalg.eigh(cov)
     lam, U = np.clip(lam[::-1], 0.0, None), U[:, ::-1]
-    with np.errstate(divide="ignore"):
+    # A mistaken rule on a constant column divides by 0: inf, then 0 * inf = nan in W, which is
+    # what that mistake gives; no warning (in a notebook, stderr output zeroes nbgrader's cell).
+    with np.errstate(divide="ignore", invalid="ignore"):
         scale = {"sqrt(l+eps)": 1 / np.sqrt(lam + eps), "sqrt(l)+eps": 1 / (np.sqrt(lam) + eps),
                  "sqrt(l)": 1 / np.sqrt(lam)}[sqrt_rule]
-    W = U * scale
-    return W @ U.T if method == "zca" else W
+        W = U * scale
+        return W @ U.T if method == "zca" else W
 
 
 def _align_signs(W: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -394,9 +413,14 @@ _WHITEN_PROPERTIES = (_check_finite, _check_mean, _check_product, _check_symmetr
                       _check_identity_covariance, _check_reference)
 
 
-def _judge_whiten(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
+def _judge_whiten_values(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
     whitened = _read_whiten(case, outputs)
     return whitened if isinstance(whitened, Verdict) else first_failure(_WHITEN_PROPERTIES, whitened)
+
+
+# The input unchanged and the dtype kept are side properties (core.with_side_properties).
+_judge_whiten = with_side_properties(_judge_whiten_values, "whiten", ["x_white", "W", "mean"],
+                                     "x", ["x"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -465,17 +489,18 @@ def _judge_flops(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdic
 
 PARTS = [
     *part_pair(ASSIGNMENT, "standardize", "standardize", (2.0, 1.0),
-               ("standardize on (N, D) inputs, float64 and float32, with a tiny-variance column",
+               ("standardize on (N, D) inputs, float64 and float32, with a tiny-variance column, "
+                "N = 2, a constant column, D = 1, eps = 1e-2, mean 1e4 x std in float32",
                 "standardize: mean 1e4 x std in float32, a constant column, N = 2, D = 1, "
                 "eps = 1e-2; input unchanged, dtype kept"),
                (_standardize_cases, _standardize_hidden_cases), _run_standardize,
-               _judge_standardize),
+               with_side_properties(_judge_standardize, "standardize", ["out"], "x", ["x"])),
     part(ASSIGNMENT, "whiten_zca", "whiten", 2.0, False,
          "whiten(method='zca'): centring, x_white = (x - mean) @ W, symmetric W, cov(x_white) = I, "
-         "agreement with bncourse", _zca_cases, _run_whiten, _judge_whiten),
+         "agreement with bncourse; a constant column, D = 1, eps = 1e-2", _zca_cases, _run_whiten, _judge_whiten),
     part(ASSIGNMENT, "whiten_pca", "whiten", 2.0, False,
          "whiten(method='pca'): centring, cov(x_white) = I, principal axes in decreasing order, "
-         "agreement with bncourse up to signs", _pca_cases, _run_whiten, _judge_whiten),
+         "agreement with bncourse up to signs; a constant column, N = 4", _pca_cases, _run_whiten, _judge_whiten),
     part(ASSIGNMENT, "whiten_hidden", "whiten", 2.0, True,
          "whiten: D = 1, N = 3, D = 12, float32, a constant column, eps = 1e-2; input unchanged, "
          "dtype kept", _whiten_hidden_cases, _run_whiten, _judge_whiten),

@@ -55,8 +55,58 @@ def parse_formats(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+SWITCH = "switch"  # in the option table: a flag without a value (store_true)
+
+
+def option_table(defaults: Limits) -> dict[str, list[tuple[str, object, object, str]]]:
+    """Every option of ``bncourse-grade`` by help group: (flag, type or SWITCH, default, help)."""
+    return {
+        "course": [
+            ("--course-dir", Path, Path("."), "nbgrader course directory (default: current directory)"),
+            ("--source-dir", str, None, "folder of instructor notebooks (default: nbgrader_config.py's "
+             "source_directory, else 'solutions')"),
+            ("--checks", str, "bncourse.checks", "module (or .py file) defining PARTS (default: bncourse.checks)"),
+            ("--student-regex", str, None, "regex with a named group 'student' (and optionally 'notebook') "
+             "for submission file names the built-in patterns do not know"),
+            ("--report-dir", Path, None, "where the report goes (default: COURSE/reports/ASSIGNMENT)"),
+            ("--grades", Path, None, "grades.csv path (default: COURSE/grades.csv)"),
+        ],
+        "running": [
+            ("--steps", parse_steps, DEFAULT_STEPS, "comma-separated steps to run (default: collect,autograde,"
+             "feedback,report; export runs too when --export is given)"),
+            ("--workers", int, os.cpu_count() or 1, "local worker processes (default: one per core)"),
+            ("--scheduler", str, None, "address of a running Dask scheduler (tcp://host:8786) to grade on "
+             "instead of the local pool"),
+            ("--regrade", SWITCH, False, "grade again even submissions whose result is already journaled"),
+            ("--scratch", Path, None, "folder for per-submission temporary files (default: system temp)"),
+            ("--quiet", SWITCH, False, "no progress lines"),
+        ],
+        "late work and exports": [
+            ("--extensions", Path, None, "CSV of extensions (student_id and any of weeks,days,hours,minutes), "
+             "granted in the gradebook before late penalties are computed"),
+            ("--export", parse_formats, [], "write grades for an LMS: comma-separated among canvas,moodle,"
+             "gradescope,csv (into COURSE/exports/ASSIGNMENT)"),
+            ("--export-dir", Path, None, "where exports go (default: COURSE/exports/ASSIGNMENT)"),
+            ("--lms-column", str, None, "the assignment's column name in the LMS (default: ASSIGNMENT)"),
+        ],
+        "sandbox and limits": [
+            ("--sandbox", ("auto", "bwrap", "rlimits"), "auto", "bwrap: bubblewrap + rlimits (required: fail "
+             "if missing); rlimits: no bubblewrap (weaker, see README); auto: bwrap when installed"),
+            ("--cell-timeout", float, defaults.cell_timeout, f"seconds per cell (default {defaults.cell_timeout:g})"),
+            ("--case-timeout", float, defaults.case_timeout,
+             f"seconds per checked case (default {defaults.case_timeout:g})"),
+            ("--timeout", float, defaults.notebook_timeout,
+             f"seconds per notebook (default {defaults.notebook_timeout:g})"),
+            ("--memory", parse_size, defaults.memory, "address-space limit per notebook (default 4G)"),
+            ("--max-procs", int, defaults.max_procs, f"processes+threads per notebook (default {defaults.max_procs})"),
+            ("--max-output", parse_size, defaults.max_output,
+             "printed output per notebook before it is stopped (default 2M)"),
+            ("--max-notebook-size", parse_size, 50 * 2**20, "larger notebooks are not graded (default 50M)"),
+        ],
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
-    defaults = Limits()
     parser = argparse.ArgumentParser(
         prog="bncourse-grade",
         description="Grade a whole class of nbgrader notebooks: collect the submissions into "
@@ -66,64 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("assignment", help="assignment name, e.g. 03_bn_transform")
     parser.add_argument("submissions", nargs="?", type=Path,
                         help="folder or .zip of submissions (needed by the collect step)")
-    where = parser.add_argument_group("course")
-    where.add_argument("--course-dir", type=Path, default=Path("."),
-                       help="nbgrader course directory (default: current directory)")
-    where.add_argument("--source-dir", default=None,
-                       help="folder of instructor notebooks (default: nbgrader_config.py's "
-                       "source_directory, else 'solutions')")
-    where.add_argument("--checks", default="bncourse.checks",
-                       help="module (or .py file) defining PARTS (default: bncourse.checks)")
-    where.add_argument("--student-regex", default=None,
-                       help="regex with a named group 'student' (and optionally 'notebook') "
-                       "for submission file names the built-in patterns do not know")
-    where.add_argument("--report-dir", type=Path, default=None,
-                       help="where the report goes (default: COURSE/reports/ASSIGNMENT)")
-    where.add_argument("--grades", type=Path, default=None,
-                       help="grades.csv path (default: COURSE/grades.csv)")
-    run = parser.add_argument_group("running")
-    run.add_argument("--steps", type=parse_steps, default=DEFAULT_STEPS,
-                     help="comma-separated steps to run (default: collect,autograde,feedback,"
-                     "report; export runs too when --export is given)")
-    run.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                     help="local worker processes (default: one per core)")
-    run.add_argument("--scheduler", default=None,
-                     help="address of a running Dask scheduler (tcp://host:8786) to grade on "
-                     "instead of the local pool")
-    run.add_argument("--regrade", action="store_true",
-                     help="grade again even submissions whose result is already journaled")
-    run.add_argument("--scratch", type=Path, default=None,
-                     help="folder for per-submission temporary files (default: system temp)")
-    run.add_argument("--quiet", action="store_true", help="no progress lines")
-    lms = parser.add_argument_group("late work and exports")
-    lms.add_argument("--extensions", type=Path, default=None,
-                     help="CSV of extensions (student_id and any of weeks,days,hours,minutes), "
-                     "granted in the gradebook before late penalties are computed")
-    lms.add_argument("--export", type=parse_formats, default=[],
-                     help="write grades for an LMS: comma-separated among canvas,moodle,"
-                     "gradescope,csv (into COURSE/exports/ASSIGNMENT)")
-    lms.add_argument("--export-dir", type=Path, default=None,
-                     help="where exports go (default: COURSE/exports/ASSIGNMENT)")
-    lms.add_argument("--lms-column", default=None,
-                     help="the assignment's column name in the LMS (default: ASSIGNMENT)")
-    box = parser.add_argument_group("sandbox and limits")
-    box.add_argument("--sandbox", default="auto", choices=("auto", "bwrap", "rlimits"),
-                     help="bwrap: bubblewrap + rlimits (required: fail if missing); rlimits: "
-                     "no bubblewrap (weaker, see README); auto: bwrap when installed")
-    box.add_argument("--cell-timeout", type=float, default=defaults.cell_timeout,
-                     help=f"seconds per cell (default {defaults.cell_timeout:g})")
-    box.add_argument("--case-timeout", type=float, default=defaults.case_timeout,
-                     help=f"seconds per checked case (default {defaults.case_timeout:g})")
-    box.add_argument("--timeout", type=float, default=defaults.notebook_timeout,
-                     help=f"seconds per notebook (default {defaults.notebook_timeout:g})")
-    box.add_argument("--memory", type=parse_size, default=defaults.memory,
-                     help="address-space limit per notebook (default 4G)")
-    box.add_argument("--max-procs", type=int, default=defaults.max_procs,
-                     help=f"processes+threads per notebook (default {defaults.max_procs})")
-    box.add_argument("--max-output", type=parse_size, default=defaults.max_output,
-                     help="printed output per notebook before it is stopped (default 2M)")
-    box.add_argument("--max-notebook-size", type=parse_size, default=50 * 2**20,
-                     help="larger notebooks are not graded (default 50M)")
+    for title, options in option_table(Limits()).items():
+        group = parser.add_argument_group(title)
+        for flag, kind, default, text in options:
+            if kind == SWITCH:
+                group.add_argument(flag, action="store_true", help=text)
+            elif isinstance(kind, tuple):  # the allowed values
+                group.add_argument(flag, default=default, choices=kind, help=text)
+            else:
+                group.add_argument(flag, type=kind, default=default, help=text)
     return parser
 
 

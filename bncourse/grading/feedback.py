@@ -53,6 +53,9 @@ def _verdict_output(part: dict) -> NotebookNode:
         text = f"Passed ({part['score']:g}/{part['points']:g}): {part['description']}\n"
         return new_output("stream", name="stdout", text=text)
     mistake = f" [{part['mistake']}]" if part.get("mistake") else ""
+    if part.get("score", 0) > 0:  # right numbers, a side property slipped: partial credit
+        text = f"Partly passed ({part['score']:g}/{part['points']:g}): {part['message']}{mistake}\n"
+        return new_output("stream", name="stdout", text=text)
     return new_output("error", ename="Failed", evalue=f"{part['message']}{mistake}",
                       traceback=[f"Failed (0/{part['points']:g}): {part['message']}{mistake}"])
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from bncourse.checks.outputs import unusable_message
 from bncourse.grading import frames
 
 MAX_ARRAY_ELEMENTS = 10_000_000
@@ -143,49 +144,63 @@ def judge_part(part, cases: list[dict], outcome: SandboxOutcome, shortcut: str |
     result = PartResult(part.id, part.target, float(part.points), bool(part.hidden),
                         part.description, cases_total=len(cases))
     failure: tuple[str, str | None] | None = None
+    slip: tuple[str, str | None] | None = None  # right numbers, a side property slipped
+    kept = 1.0
     if part.id in outcome.missing_targets:
         failure = (f"{part.target} is not defined: did its cell run without errors?",
                    "not_defined")
     for index, case in enumerate(cases):
         if failure and failure[1] == "not_defined":
             break
-        verdict_message, mistake = _judge_case(part, case, outcome.cases.get((part.id, index)),
-                                               not_run_reason)
+        verdict_message, mistake, credit = _judge_case(
+            part, case, outcome.cases.get((part.id, index)), not_run_reason)
         if verdict_message is None:
             result.cases_passed += 1
+        elif credit > 0:  # as bncourse.testing.check: partial credit, the first slip's message
+            kept = min(kept, credit)
+            slip = slip or (verdict_message, mistake)
         elif failure is None:
             failure = (verdict_message, mistake)
     if shortcut:  # the reason that matters, whatever the outputs were
         failure = (f"{part.target} gets 0 points for this part: {shortcut}.", "shortcut")
-    if failure is None:
+    if failure is None and slip is None:
         result.passed, result.score = True, result.points
+    elif failure is None:
+        result.score = round(result.points * kept, 6)
+        result.message, result.mistake = _text(slip[0]), slip[1]
     else:
         result.message, result.mistake = _text(failure[0]), failure[1]
     return result
 
 
-def _judge_case(part, case: dict, frame, not_run_reason: str) -> tuple[str | None, str | None]:
-    """(None, None) when the case passed, else (message, mistake id)."""
+def _judge_case(part, case: dict, frame, not_run_reason: str) -> tuple[str | None, str | None, float]:
+    """(None, None, 1.0) when the case passed, else (message, mistake id, credit): the share of
+    the part's points the case leaves (the checks' one scoring rule, ``core.SIDE_SHARE``)."""
     if frame is None:
-        return f"{part.target} was not checked: {not_run_reason}", "not_run"
+        return f"{part.target} was not checked: {not_run_reason}", "not_run", 0.0
     header, payload = frame
     status = header.get("status")
     if status == "timeout":
-        return f"{part.target} ran past the time limit of one check", "timeout"
+        return f"{part.target} ran past the time limit of one check", "timeout", 0.0
     if status != "ok":
-        return f"{part.target} raised {_text(header.get('error'), 300)}", "exception"
+        unusable = unusable_message(str(header.get("error") or ""))
+        if unusable is not None:  # the checks' own finding, not an error of the student's code
+            return f"{part.target}: {_text(unusable, 300)}", "unusable_result", 0.0
+        return f"{part.target} raised {_text(header.get('error'), 300)}", "exception", 0.0
     try:
         outputs = load_outputs(payload)
     except ValueError as error:
-        return f"{part.target} returned something that is not plain numbers: {error}", "invalid_output"
+        return (f"{part.target} returned something that is not plain numbers: {error}",
+                "invalid_output", 0.0)
     try:
         verdict = part.judge(case, outputs)
     except Exception as error:  # a crash of the trusted side: never the student's fault
         return (f"internal error while checking {part.target} ({type(error).__name__}); "
-                "the instructor will look at it"), "judge_error"
+                "the instructor will look at it"), "judge_error", 0.0
     if verdict.passed:
-        return None, None
-    return _text(verdict.message) or f"{part.target} gave a wrong result", verdict.mistake
+        return None, None, 1.0
+    return (_text(verdict.message) or f"{part.target} gave a wrong result", verdict.mistake,
+            float(verdict.credit))
 
 
 def cells_summary(outcome: SandboxOutcome) -> list[dict]:

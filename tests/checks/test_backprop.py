@@ -128,11 +128,12 @@ def test_slips_in_a_custom_function_get_a_hint():
     part = PARTS["04_backprop-function"]
     case = part.cases()[0]
     assert run_case(part, _function_class(), case).passed
-    expected = {
-        "None for eps": _function_class(grads_returned=3),
-        "ctx.eps = eps": _function_class(save_eps=True),
-        "the output tensor alone": _function_class(return_pair=True),
+    expected = {  # torch's errors (raised in the student's code), then a check's own finding
+        "None for eps": ("exception", _function_class(grads_returned=3)),
+        "ctx.eps = eps": ("exception", _function_class(save_eps=True)),
+        "the output tensor alone": ("unusable_result", _function_class(return_pair=True)),
     }
-    for phrase, function in expected.items():
+    for phrase, (mistake, function) in expected.items():
         verdict = run_case(part, function, case)
-        assert verdict.mistake == "exception" and phrase in verdict.message, verdict
+        assert verdict.mistake == mistake and phrase in verdict.message, verdict
+        assert (" raised " in verdict.message) == (mistake == "exception"), verdict

@@ -8,6 +8,13 @@ EXPECT_LOST = [
     "03_bn_transform-forward_4d",
     "03_bn_transform-forward_4d_hidden",
 ]
+# The numbers are right: a side-property slip, so these parts keep part of their points.
+EXPECT_PARTIAL = [
+    "03_bn_transform-forward_2d",
+    "03_bn_transform-forward_2d_hidden",
+    "03_bn_transform-forward_4d",
+    "03_bn_transform-forward_4d_hidden",
+]
 EXPECT_FEEDBACK = "in place"
 
 

@@ -1,6 +1,11 @@
 """Compact backward that scales dout in place, changing the caller's upstream gradient."""
 
 EXPECT_LOST = ["04_backprop-backward_compact", "04_backprop-backward_compact_hidden"]
+# The numbers are right: a side-property slip, so these parts keep part of their points.
+EXPECT_PARTIAL = [
+    "04_backprop-backward_compact",
+    "04_backprop-backward_compact_hidden",
+]
 EXPECT_FEEDBACK = "modified its input `dout` in place"
 
 

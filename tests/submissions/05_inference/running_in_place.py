@@ -1,6 +1,11 @@
 """Updates running_mean and running_var in place and returns them."""
 
 EXPECT_LOST = ["05_inference-running_stats", "05_inference-running_stats_hidden"]
+# The numbers are right: a side-property slip, so these parts keep part of their points.
+EXPECT_PARTIAL = [
+    "05_inference-running_stats",
+    "05_inference-running_stats_hidden",
+]
 EXPECT_FEEDBACK = "in place"
 
 
