@@ -14,7 +14,13 @@ import numpy as np
 
 from bncourse import cpu
 from bncourse.checks.core import Verdict, judge_outputs, part_pair
-from bncourse.checks.outputs import UnusableResultError, broadcast_hint, numpy_output, pair
+from bncourse.checks.outputs import (
+    UnusableResultError,
+    broadcast_hint,
+    channel_broadcast_hint,
+    numpy_output,
+    pair,
+)
 from bncourse.checks.variants import FORWARD_VARIANTS
 
 ASSIGNMENT = "03_bn_transform"
@@ -33,11 +39,7 @@ TOL_FLOAT32 = (1e-4, 1e-4)
 # that, while E[x^2] - E[x]^2 errs by O(1) or gives inf/NaN.
 TOL_LARGE_OFFSET = (1e-3, 3e-2)
 
-BROADCAST_HINT = (
-    "a (C,) vector (gamma, beta, or a statistic reduced without keepdims=True) lines up with "
-    "the LAST axis of x, not with the channel axis 1; reshape it to (1, C, 1, 1), i.e. (1, -1) "
-    "followed by x.ndim - 2 ones, or reduce with keepdims=True"
-)
+BROADCAST_HINT = channel_broadcast_hint("gamma, beta, or a statistic reduced without keepdims=True")
 
 
 def _case(label: str, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,

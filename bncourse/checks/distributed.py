@@ -15,7 +15,7 @@ import numpy as np
 
 from bncourse import cpu
 from bncourse.checks.core import Verdict, array_output, fail, judge_outputs, part_pair
-from bncourse.checks.outputs import broadcast_hint, kind_of, numpy_output
+from bncourse.checks.outputs import broadcast_hint, channel_broadcast_hint, kind_of, numpy_output
 from bncourse.checks.variants import (
     MERGE_VARIANTS,
     SYNC_BACKWARD_VARIANTS,
@@ -34,11 +34,7 @@ TOL_FLOAT64 = (1e-7, 1e-9)
 # E[x^2] - E[x]^2 merge is off by ~2e-2 there (tests/checks/test_distributed.py).
 TOL_FLOAT32 = (1e-4, 1e-4)
 
-BROADCAST_HINT = (
-    "a (C,) vector (gamma, beta, or a statistic reduced without keepdims=True) lines up with "
-    "the LAST axis of x, not with the channel axis 1; reshape it to (1, C, 1, ...), i.e. "
-    "(1, -1) followed by x.ndim - 2 ones, and reduce over every axis but 1"
-)
+BROADCAST_HINT = channel_broadcast_hint("gamma, beta, or a statistic reduced without keepdims=True")
 
 
 def _tolerance(case: dict[str, Any], key: str = "x") -> tuple[float, float]:

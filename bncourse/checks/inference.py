@@ -11,7 +11,14 @@ import numpy as np
 
 from bncourse import cpu
 from bncourse.checks.core import Variant, Verdict, compare, fail, judge_outputs, part_pair
-from bncourse.checks.outputs import UnusableResultError, as_array, broadcast_hint, numpy_output, pair
+from bncourse.checks.outputs import (
+    UnusableResultError,
+    as_array,
+    broadcast_hint,
+    channel_broadcast_hint,
+    numpy_output,
+    pair,
+)
 from bncourse.checks.variants import (
     FOLD_VARIANTS,
     INFERENCE_VARIANTS,
@@ -32,11 +39,8 @@ TOL_FLOAT32 = (1e-4, 1e-4)
 
 
 # A (C,) vector against (N, C, L) or (N, C, H, W) data lines up with the last axis.
-BROADCAST_HINT = (
-    "a (C,) vector (gamma, beta, the running statistics, or a statistic reduced without "
-    "keepdims=True) lines up with the LAST axis of x, not with the channel axis 1; reshape it "
-    "to (1, C, 1, ...), i.e. (1, -1) followed by x.ndim - 2 ones, and reduce over every axis "
-    "but 1"
+BROADCAST_HINT = channel_broadcast_hint(
+    "gamma, beta, the running statistics, or a statistic reduced without keepdims=True"
 )
 # A (out,) vector against a weight of shape (out, in, *kernel) lines up with its last axis.
 FOLD_BROADCAST_HINT = (

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["UnusableResultError", "as_array", "broadcast_hint", "kind_of", "numpy_output", "pair",
-           "unusable_message"]
+__all__ = ["UnusableResultError", "as_array", "broadcast_hint", "channel_broadcast_hint", "kind_of",
+           "numpy_output", "pair", "unusable_message"]
 
 
 class UnusableResultError(TypeError):
@@ -85,6 +85,16 @@ def numpy_output(value: Any, name: str, target: str) -> np.ndarray:
         advice = "build it with NumPy operations (or convert with `np.asarray`)"
     raise UnusableResultError(f"{target} returned `{name}` as {kind_of(value)}; it should be a NumPy "
                     f"array: {advice}")
+
+
+def channel_broadcast_hint(vectors: str) -> str:
+    """The hint for a per-channel vector broadcast against (N, C, *spatial) data; ``vectors``
+    names the (C,) vectors of the function at hand."""
+    return (
+        f"a (C,) vector ({vectors}) lines up with the LAST axis of x, not with the channel "
+        "axis 1; reshape it to (1, -1) followed by x.ndim - 2 ones, such as (1, C, 1, 1) for "
+        "(N, C, H, W) data, or reduce over every axis but 1 with keepdims=True"
+    )
 
 
 @contextlib.contextmanager
