@@ -18,7 +18,7 @@ import numpy as np
 from bncourse import cpu
 from bncourse.checks.bn_transform import BROADCAST_HINT
 from bncourse.checks.bn_transform import tolerance as bn_tolerance
-from bncourse.checks.core import Variant, Verdict, fail, judge_outputs, ok, part_pair
+from bncourse.checks.core import Variant, Verdict, case_rng, fail, judge_outputs, ok, part_pair
 from bncourse.checks.outputs import (
     UnusableResultError,
     as_array,
@@ -43,7 +43,7 @@ TOL_FLOAT32 = (5e-4, 5e-4)
 def _random_case(label: str, shape: tuple[int, ...], dtype: type, seed: int, eps: float = 1e-5,
                  tiny_channel: bool = False, constant_channel: bool = False,
                  offset: float = 0.0) -> dict[str, Any]:
-    rng = np.random.default_rng(seed)
+    rng = case_rng(seed)
     channels = shape[1]
     stat_shape = (1, channels) + (1,) * (len(shape) - 2)
     std = rng.uniform(0.5, 3.0, size=stat_shape)
@@ -198,7 +198,7 @@ def gradient_cases() -> list[dict[str, Any]]:
 
 
 def gradient_cases_hidden() -> list[dict[str, Any]]:
-    rng = np.random.default_rng(62)
+    rng = case_rng(62)
     return [
         {"label": "f(x) = x**3 * A with h = 1e-4, x of shape (5,)", "kind": "cube",
          "x": rng.standard_normal(5), "A": rng.standard_normal(5),

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from bncourse import cpu
-from bncourse.checks.core import Verdict, judge_outputs, part_pair
+from bncourse.checks.core import Verdict, case_rng, judge_outputs, part_pair
 from bncourse.checks.outputs import (
     UnusableResultError,
     broadcast_hint,
@@ -58,7 +58,7 @@ def random_case(label: str, shape: tuple[int, ...], dtype: type, seed: int,
     - constant_channel: the last channel is constant (variance exactly 0).
     - large_offset: every channel has mean 1e4 x its std (std 1).
     """
-    rng = np.random.default_rng(seed)
+    rng = case_rng(seed)
     channels = shape[1]
     stat_shape = (1, channels) + (1,) * (len(shape) - 2)
     mean = rng.uniform(-3.0, 3.0, size=stat_shape)

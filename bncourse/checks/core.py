@@ -14,7 +14,9 @@ This module imports nothing of the course: the check modules, the catalogue and
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +30,9 @@ __all__ = [
     "Variant",
     "Verdict",
     "array_output",
+    "build_cases",
+    "case_rng",
+    "fixed_seed",
     "compare",
     "compare_arrays",
     "diagnose",
@@ -39,6 +44,7 @@ __all__ = [
     "first_failure",
     "part",
     "part_pair",
+    "student_cases",
     "unchanged",
     "with_side_properties",
 ]
@@ -146,6 +152,59 @@ def part_pair(assignment: str, name: str, target: str, points: tuple[float, floa
     return [part(assignment, name, target, points[0], False, descriptions[0], cases[0], run, judge),
             part(assignment, f"{name}_hidden", target, points[1], True, descriptions[1], cases[1],
                  run, judge)]
+
+
+# --------------------------------------------------------------------------- per-student cases
+
+# The student seed in force while a hidden part's cases are built (None: the fixed cases).
+_STUDENT_SEED: ContextVar[int | None] = ContextVar("bncourse_student_seed", default=None)
+
+
+class _FixedSeed(int):
+    """A case seed that no student seed changes (see ``fixed_seed``)."""
+
+
+def fixed_seed(base: int) -> int:
+    """``base``, marked so that ``case_rng`` keeps it fixed even under a student seed: for a
+    hidden case whose judged property depends on the particular draw (say for which tiny
+    samples it holds), so that other draws could fail correct work."""
+    return _FixedSeed(base)
+
+
+def case_rng(base: int) -> np.random.Generator:
+    """The generator a case constructor draws its values from.
+
+    ``base`` is the case's own constant seed. Outside ``student_cases`` this is
+    ``np.random.default_rng(base)``: the fixed cases every notebook and plain ``nbgrader
+    autograde`` see. Inside ``student_cases(seed)`` it is seeded by ``[base, seed]``: other
+    values, same shapes, dtypes and constructed properties (constant or tiny-variance
+    channels, offsets), which the constructors set after drawing.
+    """
+    seed = _STUDENT_SEED.get()
+    if seed is None or isinstance(base, _FixedSeed):
+        return np.random.default_rng(int(base))
+    return np.random.default_rng([base, seed])
+
+
+@contextmanager
+def student_cases(seed: int | None) -> Iterator[None]:
+    """Within this block ``case_rng`` draws one student's values (``seed``: a non-negative
+    int, or None for the fixed cases). Use ``build_cases``, which applies it to hidden parts
+    only: constructors are shared by a visible part and its hidden twin."""
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        raise ValueError(f"seed: expected a non-negative int or None, got {seed!r}")
+    token = _STUDENT_SEED.set(seed)
+    try:
+        yield
+    finally:
+        _STUDENT_SEED.reset(token)
+
+
+def build_cases(part: Part, seed: int | None = None) -> list[dict[str, Any]]:
+    """The cases of ``part`` for one student: a hidden part's drawn under ``seed``, a
+    visible part's always the fixed ones (what the student's own checks ran on)."""
+    with student_cases(seed if part.hidden else None):
+        return part.cases()
 
 
 def first_failure(properties: Sequence[Callable[[Any], Verdict | None]], subject: Any) -> Verdict:

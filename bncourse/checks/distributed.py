@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from bncourse import cpu
-from bncourse.checks.core import Verdict, array_output, fail, judge_outputs, part_pair
+from bncourse.checks.core import Verdict, array_output, case_rng, fail, judge_outputs, part_pair
 from bncourse.checks.outputs import broadcast_hint, channel_broadcast_hint, kind_of, numpy_output
 from bncourse.checks.variants import (
     MERGE_VARIANTS,
@@ -79,7 +79,7 @@ def merge_case(label: str, sizes: tuple[int, ...], channels: int, dtype: type, s
     ``offset``; values spread by about ``spread`` within a group and the group means by as
     much between groups. An empty group holds mean 0 and M2 0, as a rank without data
     reports."""
-    rng = np.random.default_rng(seed)
+    rng = case_rng(seed)
     base = offset + rng.uniform(-2.0, 2.0, channels)
     means, m2 = np.zeros((len(sizes), channels)), np.zeros((len(sizes), channels))
     for k, size in enumerate(sizes):
@@ -151,7 +151,7 @@ def sync_case(label: str, shape: tuple[int, ...], sizes: tuple[int, ...], dtype:
     gradient; the ranks' slices come from one distribution, as in data-parallel training."""
     if sum(sizes) != shape[0]:
         raise ValueError(f"sizes: expected sizes adding up to N = {shape[0]}, got {sizes}")
-    rng = np.random.default_rng(seed)
+    rng = case_rng(seed)
     channels = shape[1]
     return {
         "label": label, "eps": eps, "sizes": np.array(sizes, dtype=np.int64),

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from bncourse import cpu
-from bncourse.checks.core import Variant, Verdict, compare, fail, judge_outputs, part_pair
+from bncourse.checks.core import Variant, Verdict, case_rng, compare, fail, judge_outputs, part_pair
 from bncourse.checks.outputs import (
     UnusableResultError,
     as_array,
@@ -83,7 +83,7 @@ def _data(rng: np.random.Generator, shape: tuple[int, ...], dtype: type) -> np.n
 
 def running_case(label: str, shape: tuple[int, ...], dtype: type, seed: int,
                  momentum: float = 0.1) -> dict[str, Any]:
-    rng = np.random.default_rng(seed)
+    rng = case_rng(seed)
     stats = _channels(rng, shape[1], dtype)
     return {"label": label, "x": _data(rng, shape, dtype), "momentum": momentum,
             "running_mean": stats["running_mean"], "running_var": stats["running_var"]}
@@ -136,7 +136,7 @@ def judge_running(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdi
 
 def population_case(label: str, shape: tuple[int, ...], dtype: type, seed: int) -> dict[str, Any]:
     """``batches`` is one array (K, *batch shape); run hands the student a list of K batches."""
-    rng = np.random.default_rng(seed)
+    rng = case_rng(seed)
     return {"label": label, "batches": _data(rng, shape, dtype)}
 
 
@@ -183,7 +183,7 @@ def judge_population(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Ve
 
 def inference_case(label: str, shape: tuple[int, ...], dtype: type, seed: int,
                    eps: float = 1e-5) -> dict[str, Any]:
-    rng = np.random.default_rng(seed)
+    rng = case_rng(seed)
     return {"label": label, "x": _data(rng, shape, dtype), "eps": eps,
             **_channels(rng, shape[1], dtype)}
 
@@ -234,7 +234,7 @@ def judge_inference(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Ver
 def fold_case(label: str, weight_shape: tuple[int, ...], dtype: type, seed: int,
               no_bias: bool = False, eps: float = 1e-5) -> dict[str, Any]:
     """``no_bias`` cases keep a zero ``bias`` array (cases hold arrays); run passes None."""
-    rng = np.random.default_rng(seed)
+    rng = case_rng(seed)
     out_channels = weight_shape[0]
     bias = np.zeros(out_channels) if no_bias else rng.uniform(-1.0, 1.0, out_channels)
     case = {"label": label, "weight": rng.standard_normal(weight_shape).astype(dtype),
@@ -308,7 +308,7 @@ STEPS = 3  # training steps before switching to eval
 def layer_case(label: str, shape: tuple[int, ...], seed: int, momentum: float = 0.1,
                eps: float = 1e-5) -> dict[str, Any]:
     """float32 (torch's default): STEPS training batches, their upstream gradients, a test batch."""
-    rng = np.random.default_rng(seed)
+    rng = case_rng(seed)
     stats = _channels(rng, shape[1], np.float32)
     return {
         "label": label, "momentum": momentum, "eps": eps,

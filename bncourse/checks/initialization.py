@@ -20,6 +20,7 @@ from bncourse import initialization as ref
 from bncourse.checks.core import (
     Verdict,
     array_output,
+    case_rng,
     compare_arrays,
     fail,
     first_failure,
@@ -260,7 +261,7 @@ def _wrong_scale(where: str, w: np.ndarray, fan_in: int, fan_out: int) -> Verdic
 
 
 def _stats_case(widths: list[int], activation: str, n: int, seed: int, dtype: str) -> dict[str, Any]:
-    rng = np.random.default_rng(seed)
+    rng = case_rng(seed)
     shapes = " -> ".join(str(d) for d in widths)
     case: dict[str, Any] = {
         "label": f"a {activation} network {shapes}, {dtype}, N={n}",

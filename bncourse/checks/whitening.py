@@ -21,10 +21,12 @@ from bncourse.checks.core import (
     Variant,
     Verdict,
     array_output,
+    case_rng,
     compare,
     diagnose,
     fail,
     first_failure,
+    fixed_seed,
     ok,
     part,
     part_pair,
@@ -49,7 +51,7 @@ def correlated_data(
     defined); the smallest, 0.05, is large against eps = 1e-5 yet small enough that eps
     changes the result by 1e-4 relative (so "no eps" is visible in float64).
     """
-    rng = np.random.default_rng(seed)
+    rng = case_rng(seed)
     variances = np.linspace(4.0, 0.05, D) if D > 1 else np.array([2.0])
     rotation, _ = np.linalg.qr(rng.standard_normal((D, D)))
     x = (rng.standard_normal((N, D)) * np.sqrt(variances)) @ rotation.T
@@ -65,7 +67,7 @@ def correlated_data(
 
 
 def _standardize_case(label: str, N: int, D: int, seed: int, dtype: type, eps: float = 1e-5, **flags: Any) -> dict:
-    rng = np.random.default_rng(seed)
+    rng = case_rng(seed)
     means = rng.uniform(-3.0, 3.0, D) + flags.pop("offset", 0.0)
     stds = rng.uniform(0.5, 3.0, D)
     if flags.get("tiny"):
@@ -218,7 +220,9 @@ def _whiten_hidden_cases() -> list[dict[str, Any]]:
         _whiten_case("float64 x of shape (200, 12), method='zca'", "zca", 200, 12, 33),
         _whiten_case("float32 x of shape (300, 8), method='pca'", "pca", 300, 8, 34, np.float32),
         _whiten_case("float64 x of shape (20, 3), method='zca', eps=1e-2", "zca", 20, 3, 37, eps=1e-2),
-        _whiten_case("float64 x of shape (3, 2), method='pca'", "pca", 3, 2, 32),
+        # fixed_seed: with N = 3 the smallest sample variance varies so much with the draw that
+        # eps moves the whitened covariance past the judge's tolerance for a third of draws.
+        _whiten_case("float64 x of shape (3, 2), method='pca'", "pca", 3, 2, fixed_seed(32)),
         _whiten_case("float64 x of shape (30, 1), method='zca'", "zca", 30, 1, 31),
     ]
 
