@@ -19,12 +19,19 @@ from pathlib import Path
 
 import nbformat
 
-from bncourse.grading import backends, export, feedback, gradebook, late, report, similarity, validate
+from bncourse.grading import backends, export, feedback, gradebook, late, report, seeds, similarity, validate
 from bncourse.grading import collect as collecting
 from bncourse.grading.course import Course
 from bncourse.grading.journal import Journal, atomic_write
 from bncourse.grading.sandbox import Limits, SandboxUnavailableError, resolve_mode
-from bncourse.grading.worker import INTERNAL_ERROR, RESULT_VERSION, grade_and_render
+from bncourse.grading.worker import (
+    INTERNAL_ERROR,
+    RESULT_VERSION,
+    checks_module,
+    grade_and_render,
+    part_cases,
+    write_cases,
+)
 
 STEPS = ("collect", "autograde", "feedback", "report", "export")
 DEFAULT_STEPS = ["collect", "autograde", "feedback", "report"]  # export: when --export is given
@@ -70,6 +77,14 @@ def option_table(defaults: Limits) -> dict[str, list[tuple[str, object, object, 
              "for submission file names the built-in patterns do not know"),
             ("--report-dir", Path, None, "where the report goes (default: COURSE/reports/ASSIGNMENT)"),
             ("--grades", Path, None, "grades.csv path (default: COURSE/grades.csv)"),
+        ],
+        "per-student hidden cases": [
+            ("--secret", Path, None, "the course secret that seeds each student's hidden cases (default: "
+             f"COURSE/{seeds.SECRET_FILE}, created on first use)"),
+            ("--fixed-cases", SWITCH, False, "grade everyone on the same fixed hidden cases (as plain "
+             "nbgrader autograde does)"),
+            ("--replay", str, None, "write the cases STUDENT was graded on into "
+             "COURSE/.bncourse-grade/ASSIGNMENT/replay/STUDENT/ and stop"),
         ],
         "running": [
             ("--steps", parse_steps, DEFAULT_STEPS, "comma-separated steps to run (default: collect,autograde,"
@@ -180,11 +195,13 @@ def checks_digest(spec: str) -> str:
     return digest.hexdigest()
 
 
-def fingerprint(args, limits: Limits, mode: str, released: dict[str, str]) -> str:
+def fingerprint(args, limits: Limits, mode: str, released: dict[str, str], secret: str) -> str:
     """What a journaled result depends on besides the notebook; a change means regrading.
-    ``released``: notebook name -> released notebook (JSON)."""
+    ``released``: notebook name -> released notebook (JSON); ``secret``: the course secret's
+    digest (``seeds.secret_digest``, or "fixed"), so a new secret regrades."""
     data = json.dumps([RESULT_VERSION, args.checks, checks_digest(args.checks),
-                       limits.as_dict(), mode, args.max_notebook_size, released], sort_keys=True)
+                       limits.as_dict(), mode, args.max_notebook_size, released, secret],
+                      sort_keys=True)
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
@@ -199,6 +216,7 @@ class Grader:
         self.journal = Journal(self.course, self.assignment)
         self.limits = limits_from(args)
         self.checks = str(Path(args.checks).resolve()) if args.checks.endswith(".py") else args.checks
+        self.secret: bytes | None = None  # loaded by load_secret; None: the fixed cases
 
     def log(self, message: str) -> None:
         if not self.args.quiet:
@@ -215,6 +233,8 @@ class Grader:
             return self.run_steps()
 
     def run_steps(self) -> int:
+        if self.args.replay:
+            return self.replay(self.args.replay)
         self.pool = None
         if "autograde" in self.args.steps and not self.args.scheduler:
             self.pool = backends.start_pool(self.args.workers, self.checks)
@@ -265,7 +285,38 @@ class Grader:
             checks=self.checks, limits=self.limits.as_dict(), sandbox=mode,
             max_bytes=self.args.max_notebook_size,
             scratch=str(self.args.scratch) if self.args.scratch else None,
+            seed=self.seed(student),
         )
+
+    def load_secret(self) -> str:
+        """Read (or create) the course secret; its digest for the fingerprint."""
+        if self.args.fixed_cases:
+            self.log("seeds: --fixed-cases: every student gets the same hidden cases")
+            return "fixed"
+        self.secret, note = seeds.course_secret(self.course.root, self.args.secret)
+        if note:
+            self.log(note)
+        return seeds.secret_digest(self.secret)
+
+    def seed(self, student: str) -> int | None:
+        if self.secret is None:
+            return None
+        return seeds.student_seed(self.secret, self.assignment, student)
+
+    def replay(self, student: str) -> int:
+        """Write the cases ``student`` is graded on (every part of the assignment), to rerun
+        their feedback by hand: ``bncourse.grading.harness.load_case`` reads them back."""
+        self.load_secret()
+        seed = self.seed(student)
+        out = self.state / "replay" / student
+        if out.exists():
+            raise RuntimeError(f"--replay: {out} exists; remove it first (nothing is overwritten)")
+        parts = [p for p in checks_module(self.checks).PARTS.values() if p.assignment == self.assignment]
+        for part in parts:
+            write_cases(out / part.id, part_cases(self.checks, part.id, seed))
+        print(f"replay: {len(parts)} parts of {student}'s case set {seeds.case_set_id(seed)} "
+              f"in {out}", file=sys.stderr, flush=True)
+        return 0
 
     def jobs(self, mode: str, stamp: str) -> tuple[dict, list]:
         submitted = collecting.collected(self.course.root, self.assignment, self.notebooks)
@@ -286,7 +337,7 @@ class Grader:
         if mode == "rlimits":
             self.log("warning: bubblewrap (bwrap) is not used: submissions run with rlimits, "
                      "a private temp dir and a scrubbed environment only (see README)")
-        stamp = fingerprint(self.args, self.limits, mode, self.released)
+        stamp = fingerprint(self.args, self.limits, mode, self.released, self.load_secret())
         jobs, reused = self.jobs(mode, stamp)
         self.log(f"autograde: {len(jobs)} to grade, {len(reused)} already graded")
         if jobs and not self.canary(mode):

@@ -75,6 +75,8 @@ def _cell_outputs(info: dict | None) -> list[NotebookNode]:
 def _summary_cell(result: dict, for_student: bool) -> NotebookNode:
     lines = [f"# Autograded: {result['assignment']} / {result['notebook']}",
              f"**Score: {result['score']:g} / {result['max_score']:g}** (autograded parts)"]
+    if result.get("case_set"):  # names the hidden inputs this student was graded on
+        lines.append(f"\nHidden test inputs: case set `{result['case_set']}`.")
     if result["status"] == "error":
         lines.append(f"\n**This notebook could not be graded:** {html.escape(result['error'])}")
     for problem in result.get("problems", []):

@@ -20,10 +20,12 @@ from typing import Any
 import nbformat
 import numpy as np
 
+from bncourse.checks.core import build_cases
 from bncourse.checks.shortcuts import REFERENCE, find_shortcuts
 from bncourse.grading import feedback, integrity, judge, validate
 from bncourse.grading.harness import load_checks
 from bncourse.grading.sandbox import Limits, run_sandboxed
+from bncourse.grading.seeds import case_set_id
 
 RESULT_VERSION = 1
 # A result's status: "graded" (a score), "error" (the notebook cannot be graded: the student's
@@ -37,9 +39,24 @@ def checks_module(spec: str):
 
 
 @lru_cache(maxsize=256)
-def part_cases(spec: str, part_id: str) -> tuple:
-    """The part's cases, made once per process (they are seeded, hence identical)."""
-    return tuple(checks_module(spec).PARTS[part_id].cases())
+def part_cases(spec: str, part_id: str, seed: int | None = None) -> tuple:
+    """The part's cases under a student's seed (hidden parts only; None: the fixed cases),
+    made once per process and student (they are seeded, hence identical)."""
+    return tuple(build_cases(checks_module(spec).PARTS[part_id], seed))
+
+
+def cases_digest(cases) -> str:
+    """12 hex digits naming the exact inputs of a part's cases (for the record)."""
+    digest = hashlib.sha256()
+    for case in cases:
+        for key in sorted(case):
+            value = case[key]
+            if isinstance(value, np.ndarray):
+                digest.update(f"{key}:{value.dtype.str}:{value.shape}".encode())
+                digest.update(np.ascontiguousarray(value).tobytes())
+            else:
+                digest.update(f"{key}={value!r}".encode())
+    return digest.hexdigest()[:12]
 
 
 def write_cases(case_dir: Path, cases) -> None:
@@ -60,11 +77,11 @@ def graded_parts(spec: str, release: nbformat.NotebookNode) -> tuple[list, list[
     return [parts[i] for i in test_ids if i in parts], [i for i in test_ids if i not in parts]
 
 
-def _error_result(base: dict, message: str, parts, notes) -> dict:
+def _error_result(base: dict, message: str, parts, notes, seed: int | None) -> dict:
     base.update(status="error", error=message, notes=notes, parts=[
         judge.PartResult(p.id, p.target, float(p.points), bool(p.hidden), p.description,
                          message=f"not graded: {message}", mistake="not_graded",
-                         cases_total=len(part_cases(base["checks"], p.id))).as_dict()
+                         cases_total=len(part_cases(base["checks"], p.id, seed))).as_dict()
         for p in parts
     ])
     return base
@@ -72,7 +89,8 @@ def _error_result(base: dict, message: str, parts, notes) -> dict:
 
 def grade_submission(job: dict[str, Any]) -> dict[str, Any]:
     """Grade one notebook. ``job``: student, assignment, notebook, data (bytes), release
-    (notebook JSON), checks, limits (dict), sandbox, max_bytes, scratch (dir or None)."""
+    (notebook JSON), checks, limits (dict), sandbox, max_bytes, scratch (dir or None), seed
+    (the student's hidden-case seed, ``grading.seeds``; None or absent: the fixed cases)."""
     return _grade(job, nbformat.reads(job["release"], as_version=4))[0]
 
 
@@ -80,10 +98,11 @@ def _grade(job: dict[str, Any], release: nbformat.NotebookNode
            ) -> tuple[dict[str, Any], nbformat.NotebookNode | None]:
     """(result, the submission as parsed, or None when it could not be read)."""
     start = time.monotonic()
+    seed = job.get("seed")  # the result records the case set's public id, never the seed
     parts, unchecked = graded_parts(job["checks"], release)
     base = dict(
         version=RESULT_VERSION, student=job["student"], assignment=job["assignment"],
-        notebook=job["notebook"], checks=job["checks"],
+        notebook=job["notebook"], checks=job["checks"], case_set=case_set_id(seed),
         sha256=hashlib.sha256(job["data"]).hexdigest(), status="graded", error=None,
         max_score=float(sum(p.points for p in parts)), score=0.0, parts=[], flags=[],
         notes=[], problems=[], cells=[], sandbox={},
@@ -95,7 +114,7 @@ def _grade(job: dict[str, Any], release: nbformat.NotebookNode
         checked = validate.Checked(error=f"the notebook's structure could not be understood "
                                    f"({type(error).__name__}: {str(error)[:200]})")
     if checked.error:
-        return _finish(_error_result(base, checked.error, parts, checked.notes), start), None
+        return _finish(_error_result(base, checked.error, parts, checked.notes, seed), start), None
     base["notes"] = checked.notes
     base["flags"] = list(checked.flags)
     base["flags"] += [f"no check is registered for test cell {gid}" for gid in unchecked]
@@ -111,8 +130,8 @@ def _grade(job: dict[str, Any], release: nbformat.NotebookNode
     for part in parts:
         source = integrity.find_target_source(checked.student_cells, part.target)
         shortcut = reference or _shortcut(source, checked.student_cells)
-        result = judge.judge_part(part, list(part_cases(job["checks"], part.id)), outcome,
-                                  shortcut, reason)
+        result = judge.judge_part(part, list(part_cases(job["checks"], part.id, seed)),
+                                  outcome, shortcut, reason)
         if shortcut:
             base["flags"].append(f"{part.target}: {shortcut}")
         base["parts"].append(result.as_dict())
@@ -122,6 +141,8 @@ def _grade(job: dict[str, Any], release: nbformat.NotebookNode
     base["sandbox"] = dict(mode=run.mode, returncode=run.returncode, wall_s=round(run.wall_s, 3),
                            reason=run.killed_reason, console_tail=run.console_tail[-2000:])
     base["score"] = float(sum(p["score"] for p in base["parts"]))
+    base["case_digests"] = {p.id: cases_digest(part_cases(job["checks"], p.id, seed))
+                            for p in parts}
     internal = _internal_error(outcome, run, base["parts"])
     if internal:
         base.update(status=INTERNAL_ERROR, error=internal)
@@ -131,13 +152,14 @@ def _grade(job: dict[str, Any], release: nbformat.NotebookNode
 def _run(job: dict, checked: validate.Checked, parts, work: Path):
     job_dir = work / "job"
     job_dir.mkdir()
+    seed = job.get("seed")  # stays here: the sandbox gets the cases' values, never the seed
     for part in parts:
-        write_cases(job_dir / "cases" / part.id, part_cases(job["checks"], part.id))
+        write_cases(job_dir / "cases" / part.id, part_cases(job["checks"], part.id, seed))
     limits = Limits(**job["limits"])
     spec = {
         "cells": [{"index": i, "source": s} for i, s in checked.run_cells],
         "parts": [{"id": p.id, "target": p.target,
-                   "n_cases": len(part_cases(job["checks"], p.id))} for p in parts],
+                   "n_cases": len(part_cases(job["checks"], p.id, seed))} for p in parts],
         "checks": job["checks"], "cell_timeout": limits.cell_timeout,
         "case_timeout": limits.case_timeout, "max_output": limits.max_output,
         "keep_output": limits.keep_output,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bncourse.checks.core import Part, Verdict
+from bncourse.checks.core import Part, Verdict, case_rng
 
 ASSIGNMENT = "00_tiny"
 # float64 inputs: a correct implementation matches the float64 formula to ~1e-15; 1e-9 leaves
@@ -19,7 +19,7 @@ RTOL, ATOL = 1e-9, 1e-9
 
 
 def _standardize_cases(seed: int, count: int) -> list[dict]:
-    rng = np.random.default_rng(seed)
+    rng = case_rng(seed)  # the hidden part's values differ per student under bncourse-grade
     cases = []
     for index in range(count):
         x = rng.normal(rng.uniform(-3, 3), rng.uniform(0.5, 2), size=(6 + index, 3))
