@@ -20,7 +20,7 @@ from bncourse.grading import seeds
 from bncourse.grading.harness import load_case
 from bncourse.grading.worker import cases_digest
 
-pytestmark = pytest.mark.slow  # end to end: deselect with -m "not slow" for a quick loop
+slow = pytest.mark.slow  # end to end: deselect with -m "not slow" for a quick loop
 
 GRADE = str(Path(sys.executable).with_name("bncourse-grade"))
 # Wide limits: these tests are about which cases are drawn, not about speed (10x what the
@@ -64,6 +64,7 @@ def runs(graded: Path) -> tuple[dict, dict]:
             json.loads((graded / "regraded.json").read_text()))
 
 
+@slow
 def test_the_secret_is_created_once_readable_by_its_owner_only(graded):
     path = graded / "course" / seeds.SECRET_FILE
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -72,6 +73,7 @@ def test_the_secret_is_created_once_readable_by_its_owner_only(graded):
     assert "created the course secret" not in (graded / "regraded.txt").read_text()
 
 
+@slow
 def test_a_regraded_student_gets_the_same_cases_and_two_students_different_ones(graded):
     first, again = runs(graded)
     assert set(first) == {"ana", "ben", "cat"}
@@ -84,6 +86,7 @@ def test_a_regraded_student_gets_the_same_cases_and_two_students_different_ones(
     assert len({r["case_digests"][VISIBLE] for r in first.values()}) == 1
 
 
+@slow
 def test_correct_work_keeps_full_marks_and_a_mistake_stays_named(graded):
     first, again = runs(graded)
     assert "the instructor's solution" in (graded / "first.txt").read_text()
@@ -93,12 +96,14 @@ def test_correct_work_keeps_full_marks_and_a_mistake_stays_named(graded):
         assert parts[HIDDEN]["mistake"] == parts[VISIBLE]["mistake"] == "unbiased_variance"
 
 
+@slow
 def test_the_feedback_page_names_the_case_set(graded):
     first, _ = runs(graded)
     page = graded / "course" / "feedback" / "ana" / tiny.ASSIGNMENT / f"{tiny.NOTEBOOK}.html"
     assert f"case set <code>{first['ana']['case_set']}</code>" in page.read_text()
 
 
+@slow
 def test_replay_rebuilds_the_cases_a_student_was_graded_on(graded, tmp_path):
     course = graded / "course"
     done = subprocess.run([GRADE, tiny.ASSIGNMENT, "--checks", tiny.CHECKS, "--replay", "ben"],
@@ -113,6 +118,7 @@ def test_replay_rebuilds_the_cases_a_student_was_graded_on(graded, tmp_path):
         assert cases_digest(cases) == digest, part_id
 
 
+@slow
 def test_the_secret_and_the_seeds_appear_in_no_file_the_grader_writes(graded):
     course = graded / "course"
     secret = seeds.read_secret(course / seeds.SECRET_FILE)
@@ -126,9 +132,43 @@ def test_the_secret_and_the_seeds_appear_in_no_file_the_grader_writes(graded):
         assert not any(needle in data for needle in needles), path
 
 
+@slow
 def test_a_malformed_secret_stops_the_run_with_a_clear_error(graded, tmp_path):
     bad = tmp_path / "secret"
     bad.write_text("not hex\n")
     done = grade(graded / "course", "--steps", "autograde", "--secret", str(bad))
     assert done.returncode == 2, done.stderr
     assert f"the course secret {bad}: expected 64 hex digits" in done.stderr
+
+
+# --------------------------------------------------------------------------- the secret and the seed
+
+
+def test_a_new_secret_is_never_written_over_an_existing_file(tmp_path):
+    secret, note = seeds.course_secret(tmp_path)
+    assert "created the course secret" in note and len(secret) == seeds.SECRET_BYTES
+    assert seeds.course_secret(tmp_path) == (secret, None)  # read back, not made again
+    with pytest.raises(FileExistsError):
+        seeds.create_secret(tmp_path / seeds.SECRET_FILE)
+
+
+@pytest.mark.parametrize("text", ["", "abc", "g" * 64, "ab" * 33])
+def test_a_malformed_secret_is_refused_naming_the_file(tmp_path, text):
+    path = tmp_path / "secret"
+    path.write_text(text)
+    with pytest.raises(seeds.SecretError, match=f"the course secret {path}: expected 64 hex"):
+        seeds.read_secret(path)
+    with pytest.raises(seeds.SecretError, match="--secret: expected an existing secret file"):
+        seeds.course_secret(tmp_path, tmp_path / "missing")
+
+
+def test_seeds_depend_on_the_secret_the_assignment_and_the_student():
+    one, two = bytes(32), bytes([1]) + bytes(31)
+    seed = seeds.student_seed(one, "03_bn_transform", "ana")
+    assert seed == seeds.student_seed(one, "03_bn_transform", "ana") < 2**64
+    others = {seeds.student_seed(two, "03_bn_transform", "ana"),
+              seeds.student_seed(one, "04_backprop", "ana"),
+              seeds.student_seed(one, "03_bn_transform", "ben")}
+    assert seed not in others and len(others) == 3
+    assert seeds.case_set_id(seed) != seeds.case_set_id(seed + 1)
+    assert len(seeds.case_set_id(seed)) == 8 and seeds.case_set_id(None) == "fixed"
