@@ -24,14 +24,7 @@ from bncourse.grading import collect as collecting
 from bncourse.grading.course import Course
 from bncourse.grading.journal import Journal, atomic_write
 from bncourse.grading.sandbox import Limits, SandboxUnavailableError, resolve_mode
-from bncourse.grading.worker import (
-    INTERNAL_ERROR,
-    RESULT_VERSION,
-    checks_module,
-    grade_and_render,
-    part_cases,
-    write_cases,
-)
+from bncourse.grading.worker import INTERNAL_ERROR, RESULT_VERSION, grade_and_render, write_replay
 
 STEPS = ("collect", "autograde", "feedback", "report", "export")
 DEFAULT_STEPS = ["collect", "autograde", "feedback", "report"]  # export: when --export is given
@@ -304,18 +297,13 @@ class Grader:
         return seeds.student_seed(self.secret, self.assignment, student)
 
     def replay(self, student: str) -> int:
-        """Write the cases ``student`` is graded on (every part of the assignment), to rerun
-        their feedback by hand: ``bncourse.grading.harness.load_case`` reads them back."""
+        """Write the cases ``student`` is graded on (``worker.write_replay``)."""
         self.load_secret()
         seed = self.seed(student)
         out = self.state / "replay" / student
-        if out.exists():
-            raise RuntimeError(f"--replay: {out} exists; remove it first (nothing is overwritten)")
-        parts = [p for p in checks_module(self.checks).PARTS.values() if p.assignment == self.assignment]
-        for part in parts:
-            write_cases(out / part.id, part_cases(self.checks, part.id, seed))
-        print(f"replay: {len(parts)} parts of {student}'s case set {seeds.case_set_id(seed)} "
-              f"in {out}", file=sys.stderr, flush=True)
+        count = write_replay(self.checks, self.assignment, seed, out)
+        print(f"replay: {count} parts of {student}'s case set {seeds.case_set_id(seed)} in {out}",
+              file=sys.stderr, flush=True)
         return 0
 
     def jobs(self, mode: str, stamp: str) -> tuple[dict, list]:

@@ -70,6 +70,18 @@ def write_cases(case_dir: Path, cases) -> None:
         (case_dir / f"{index}.json").write_text(json.dumps(plain))
 
 
+def write_replay(spec: str, assignment: str, seed: int | None, out: Path) -> int:
+    """Write every part's cases under ``seed`` into ``out/<part id>/`` (as the sandbox gets
+    them: ``harness.load_case`` reads one back), to rerun a student's checks by hand.
+    Returns the number of parts; refuses an existing ``out`` (nothing is overwritten)."""
+    if out.exists():
+        raise RuntimeError(f"--replay: {out} exists; remove it first (nothing is overwritten)")
+    parts = [p for p in checks_module(spec).PARTS.values() if p.assignment == assignment]
+    for part in parts:
+        write_cases(out / part.id, part_cases(spec, part.id, seed))
+    return len(parts)
+
+
 def graded_parts(spec: str, release: nbformat.NotebookNode) -> tuple[list, list[str]]:
     """Parts that check a test cell of the released notebook, and test cells with no part."""
     parts = checks_module(spec).PARTS
