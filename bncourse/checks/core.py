@@ -106,7 +106,8 @@ class Part:
     - points: the cell's nbgrader points.
     - hidden: True when the cell's check sits inside ### BEGIN/END HIDDEN TESTS.
     - description: one line saying what is checked (printed on success, used in reports).
-    - cases: () -> list of cases (dicts of arrays, scalars and strings; seeded).
+    - cases: () -> list of cases (dicts of arrays, scalars and strings; seeded). The grader
+      calls it through ``build_cases``, which draws a hidden part's values per student.
     - run: (student's object, case) -> dict of arrays; runs in the student's process and
       decides nothing.
     - judge: (case, outputs of run) -> Verdict; trusted, accepts anything run may return.

@@ -14,6 +14,8 @@ import test_backprop
 import test_bn_transform
 import test_distributed
 import test_inference
+import test_initialization
+import test_whitening
 from corpus import STYLES
 from judging import Family, cast, solution_namespace
 from test_corpus import _backward_in_notebook
@@ -135,6 +137,36 @@ def test_a_mistake_named_on_the_fixed_hidden_cases_is_named_on_seeded_ones(name)
             for seed, cases in seeded.items():
                 assert _named(family, index, cases) == variant.mistake, (part.id, variant.mistake, seed)
     assert named > 0
+
+
+# The wrong implementations 01 and 02 name on their visible parts, on the hidden twins.
+def _hidden_twin(part_id: str) -> str | None:
+    """The hidden part checking the same function ("whiten_pca" -> "whiten_hidden")."""
+    for twin in (f"{part_id}_hidden", f"{part_id.rsplit('_', 1)[0]}_hidden"):
+        if twin in PARTS and twin not in FIXED and PARTS[twin].target == PARTS[part_id].target:
+            return twin
+    return None
+
+
+TWIN_NAMED = [(_hidden_twin(part_id), wrong, mistake)
+              for part_id, wrong, mistake in test_initialization.NAMED + test_whitening.NAMED
+              if _hidden_twin(part_id)]
+
+
+def _first_mistake(part_id: str, wrong: Any, seed: int | None) -> str | None:
+    for case in build_cases(PARTS[part_id], seed):
+        verdict = run_case(PARTS[part_id], wrong, case)
+        if not verdict.passed:
+            return verdict.mistake
+    return None
+
+
+@pytest.mark.parametrize(("part_id", "wrong", "mistake"), TWIN_NAMED, ids=[m for _, _, m in TWIN_NAMED])
+def test_a_wrong_implementation_named_on_fixed_hidden_cases_is_named_on_seeded_ones(part_id, wrong, mistake):
+    if _first_mistake(part_id, wrong, None) != mistake:
+        pytest.fail(f"{part_id} does not name {mistake} on its fixed cases: drop it from TWIN_NAMED")
+    for seed in SEEDS:
+        assert _first_mistake(part_id, wrong, seed) == mistake, seed
 
 
 @pytest.mark.parametrize("assignment", ["01_initialization", "02_whitening", "07_distributed"])
