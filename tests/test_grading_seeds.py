@@ -17,7 +17,9 @@ from hostile import tiny_course as tiny
 from hostile.tiny_course import require_bwrap, shared_once
 
 from bncourse.grading import seeds
+from bncourse.grading.cli import build_parser, fingerprint
 from bncourse.grading.harness import load_case
+from bncourse.grading.sandbox import Limits
 from bncourse.grading.worker import cases_digest
 
 slow = pytest.mark.slow  # end to end: deselect with -m "not slow" for a quick loop
@@ -172,3 +174,11 @@ def test_seeds_depend_on_the_secret_the_assignment_and_the_student():
     assert seed not in others and len(others) == 3
     assert seeds.case_set_id(seed) != seeds.case_set_id(seed + 1)
     assert len(seeds.case_set_id(seed)) == 8 and seeds.case_set_id(None) == "fixed"
+
+
+def test_a_changed_secret_changes_the_fingerprint_so_everyone_is_regraded():
+    args = build_parser().parse_args([tiny.ASSIGNMENT, "--checks", tiny.CHECKS])
+    stamps = {fingerprint(args, Limits(), "bwrap", {}, digest)
+              for digest in (seeds.secret_digest(bytes(32)), seeds.secret_digest(bytes(31) + b"\1"),
+                             "fixed")}
+    assert len(stamps) == 3
