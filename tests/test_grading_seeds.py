@@ -6,6 +6,7 @@ file the grader writes."""
 
 from __future__ import annotations
 
+import csv
 import json
 import stat
 import subprocess
@@ -99,10 +100,13 @@ def test_correct_work_keeps_full_marks_and_a_mistake_stays_named(graded):
 
 
 @slow
-def test_the_feedback_page_names_the_case_set(graded):
+def test_the_feedback_page_and_the_report_name_the_case_set(graded):
     first, _ = runs(graded)
     page = graded / "course" / "feedback" / "ana" / tiny.ASSIGNMENT / f"{tiny.NOTEBOOK}.html"
     assert f"case set <code>{first['ana']['case_set']}</code>" in page.read_text()
+    with open(graded / "course" / "reports" / tiny.ASSIGNMENT / "scores.csv", newline="") as stream:
+        rows = {row["student"]: row["case_set"] for row in csv.DictReader(stream)}
+    assert rows == {student: result["case_set"] for student, result in first.items()}
 
 
 @slow

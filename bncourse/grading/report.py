@@ -168,7 +168,7 @@ def tables(results: list[dict], collect_problems: list[tuple[str, str]],
            links: dict[str, str] | None = None) -> dict[str, list]:
     """Rows of the CSV tables (first row: header)."""
     links = links or {}
-    scores = [["student", "score", "max_score", "status", "flagged", "feedback"]]
+    scores = [["student", "score", "max_score", "status", "flagged", "feedback", "case_set"]]
     flagged = [["student", "notebook", "reason"]]
     problems = [["file_or_student", "problem"]] + [list(p) for p in collect_problems]
     for student, items in _by_student(results).items():
@@ -176,7 +176,7 @@ def tables(results: list[dict], collect_problems: list[tuple[str, str]],
         status = "error" if any(r["status"] == "error" for r in items) else "graded"
         reasons = [(r["notebook"], f) for r in items for f in r.get("flags", [])]
         scores.append([student, f"{total:g}", f"{maximum:g}", status, "yes" if reasons else "",
-                       links.get(student, "")])
+                       links.get(student, ""), items[0].get("case_set", "")])
         flagged += [[student, notebook, reason] for notebook, reason in reasons]
         for r in items:
             if r["status"] == "error":
