@@ -11,6 +11,8 @@ The pipeline, one module per step (nbgrader's preprocessor style); README.md has
   every ``part.run`` in bubblewrap with limits; plain data comes back as frames.
 - ``judge``: decide every case in the grader's own process (``part.judge``).
 - ``worker``: one submission end to end (the unit of work of the pool and of Dask).
+- ``seeds``: the course secret and each student's seed for their hidden cases (visible
+  cases never change); the public case-set id.
 - ``backends``: where workers run (this process, a local pool, Dask).
 - ``course``, ``journal``, ``gradebook``: the course folder, the resume journal, and the single
   writer of nbgrader's gradebook and grades.csv.
