@@ -28,6 +28,15 @@ roofline. Small shapes that stay in the caches can exceed it. CUDA rows are time
 Writes ``bench_reference_batchnorm.csv`` (columns ``bncourse.hardware.COLUMNS``)
 and ``bench_reference_batchnorm.png`` to ``--out``.
 
+``--allocator`` says where freed memory goes. ``system`` (the default) keeps
+glibc's malloc as it is: a freed block of more than 128 KiB to 32 MiB is
+handed back to the operating system, so every new tensor the size of x is
+page-faulted in again, and eager code pays once per temporary. ``retain``
+asks glibc (``mallopt(3)``: no ``mmap`` for large blocks, no trimming) to keep
+freed memory for reuse, the steady state of a training loop with a caching
+allocator such as jemalloc or tcmalloc, which PyTorch's CPU tuning guide
+recommends. The ratio of the two runs is the price of the page faults.
+
 Compilation happens before timing and is not timed; each thread count gets
 kernels compiled for it (inductor fixes the OpenMP thread count when it
 generates code). On a machine shared with other jobs run with enough repeats
@@ -38,6 +47,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import ctypes
+import ctypes.util
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +64,22 @@ from bncourse.timing import compare_timings
 SHAPES = [(256, 1024), (32, 64, 32, 32), (64, 64, 56, 56)]
 MODES = ["forward", "backward", "forward+backward", "inference"]
 EPS = 1e-5
+
+
+# mallopt(3) parameters, from glibc's <malloc.h>.
+M_TRIM_THRESHOLD = -1
+M_MMAP_MAX = -4
+
+
+def retain_freed_memory() -> None:
+    """Make glibc's malloc keep freed memory for reuse (``--allocator retain``).
+
+    Large blocks come from the heap instead of ``mmap`` (M_MMAP_MAX = 0), and the heap is
+    never trimmed (M_TRIM_THRESHOLD at its largest), so a freed tensor's pages stay mapped.
+    """
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    if not (libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)):
+        raise RuntimeError("--allocator retain: mallopt(3) refused the settings (not glibc?)")
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -270,11 +297,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shapes", nargs="+", type=parse_shape, default=SHAPES)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--no-cuda", action="store_true", help="CPU rows only")
+    parser.add_argument("--allocator", choices=("system", "retain"), default="system",
+                        help="keep glibc's malloc as it is, or make it retain freed memory (see above)")
     args = parser.parse_args(argv)
+    if args.allocator == "retain":
+        retain_freed_memory()
     # Each thread count gets its own compiled kernels, so the on-disk cache is not used.
     torch._inductor.config.fx_graph_cache = False
     all_threads = torch.get_num_threads()
-    print(f"torch {torch.__version__}, numpy {np.__version__}, {all_threads} CPU threads available")
+    print(f"torch {torch.__version__}, numpy {np.__version__}, {all_threads} CPU threads available, "
+          f"allocator: {args.allocator}")
     rows: list[dict[str, object]] = []
     for setting in args.threads:
         threads = all_threads if setting == "all" else int(setting)
