@@ -185,27 +185,27 @@ def _whiten_case(label: str, method: str, N: int, D: int, seed: int, dtype: type
     return case
 
 
-def _zca_cases() -> list[dict[str, Any]]:
+def _visible_whiten_cases(method: str, seed: int, smallest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The visible cases of one method (seeds ``seed``, ``seed + 1``, ``seed + 2``), ending
+    with ``smallest``, the method's own small case."""
     return [
-        _whiten_case("float64 x of shape (50, 4), method='zca'", "zca", 50, 4, 11),
-        _whiten_case("float32 x of shape (40, 5), method='zca'", "zca", 40, 5, 12, np.float32),
+        _whiten_case(f"float64 x of shape (50, 4), method='{method}'", method, 50, 4, seed),
+        _whiten_case(f"float32 x of shape (40, 5), method='{method}'", method, 40, 5, seed + 1, np.float32),
         # Smaller twins of the hidden categories (no surprises at grading).
-        _whiten_case("float64 x of shape (20, 3) with a constant column, method='zca'", "zca",
-                     20, 3, 13, constant_feature=True),
-        _whiten_case("float64 x of shape (15, 1), method='zca', eps=1e-2", "zca", 15, 1, 14,
-                     eps=1e-2),
+        _whiten_case(f"float64 x of shape (20, 3) with a constant column, method='{method}'", method,
+                     20, 3, seed + 2, constant_feature=True),
+        smallest,
     ]
+
+
+def _zca_cases() -> list[dict[str, Any]]:
+    return _visible_whiten_cases("zca", 11, _whiten_case("float64 x of shape (15, 1), method='zca', eps=1e-2",
+                                                         "zca", 15, 1, 14, eps=1e-2))
 
 
 def _pca_cases() -> list[dict[str, Any]]:
-    return [
-        _whiten_case("float64 x of shape (50, 4), method='pca'", "pca", 50, 4, 21),
-        _whiten_case("float32 x of shape (40, 5), method='pca'", "pca", 40, 5, 22, np.float32),
-        # Smaller twins of the hidden categories (no surprises at grading).
-        _whiten_case("float64 x of shape (20, 3) with a constant column, method='pca'", "pca",
-                     20, 3, 23, constant_feature=True),
-        _whiten_case("float64 x of shape (4, 2), method='pca'", "pca", 4, 2, 24),
-    ]
+    return _visible_whiten_cases("pca", 21, _whiten_case("float64 x of shape (4, 2), method='pca'", "pca",
+                                                         4, 2, 24))
 
 
 def _whiten_hidden_cases() -> list[dict[str, Any]]:
