@@ -58,7 +58,7 @@ def test_gradient_matches_central_finite_differences():
 
 @pytest.mark.parametrize(
     ("scheme", "variance"),
-    [("small", 1e-4), ("large", 1.0), ("xavier", 2.0 / (300 + 200)), ("he", 2.0 / 300)],
+    [("small", 1e-4), ("large", 1.0), ("xavier", 2.0 / (300 + 200)), ("he", 2.0 / 300), ("lecun", 1.0 / 300)],
 )
 def test_init_weights_has_the_scheme_variance(scheme, variance):
     W = deepnet.init_weights(300, 200, scheme, np.random.default_rng(0))
