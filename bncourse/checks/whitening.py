@@ -18,6 +18,7 @@ import numpy as np
 
 from bncourse import cpu, flops
 from bncourse.checks.core import (
+    DtypeTolerance,
     Variant,
     Verdict,
     array_output,
@@ -145,14 +146,17 @@ STANDARDIZE_VARIANTS = (
 )
 
 
+# standardize's (rtol, atol). float64: any summation order agrees to ~1e-14, and 1e-7 still
+# separates the eps variants (relative effect >= 5e-6) tenfold. float32: ~1e-6 from the truth,
+# 1e-4 is 100x.
+STANDARDIZE_TOLERANCE = DtypeTolerance(float64=(1e-7, 1e-9), float32=(1e-4, 1e-4))
+# float32 inputs of size 1e4 carry rounding errors of ~5e-4, i.e. ~5e-4 standard deviations;
+# correct float32 two-pass code errs by up to ~4e-3 on such data.
+STANDARDIZE_TOL_LARGE_OFFSET = (1e-3, 3e-2)
+
+
 def _standardize_tolerance(case: Mapping[str, Any]) -> tuple[float, float]:
-    if case.get("large_offset"):
-        # float32 inputs of size 1e4 carry rounding errors of ~5e-4, i.e. ~5e-4 standard
-        # deviations; correct float32 two-pass code errs by up to ~4e-3 on such data.
-        return (1e-3, 3e-2)
-    # float64: any summation order agrees to ~1e-14, and 1e-7 still separates the eps
-    # variants (relative effect >= 5e-6) tenfold. float32: ~1e-6 from the truth, 1e-4 is 100x.
-    return (1e-7, 1e-9) if np.asarray(case["x"]).dtype == np.float64 else (1e-4, 1e-4)
+    return STANDARDIZE_TOL_LARGE_OFFSET if case.get("large_offset") else STANDARDIZE_TOLERANCE.of(case)
 
 
 def _judge_standardize(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
@@ -259,12 +263,12 @@ def _close(a: np.ndarray, b: np.ndarray, tol: tuple[float, float]) -> bool:
     return a.shape == b.shape and bool(np.all(np.isfinite(a))) and compare("", a, b, *tol) is None
 
 
-def _whiten_tolerance(x: np.ndarray) -> tuple[float, float]:
-    # float64: eigh-based, SVD-based and np.cov-based solutions agree with the reference to
-    # ~1e-12 (eigenvalue gaps >= 0.3, condition number 80); 1e-6 leaves room and still sees
-    # eps (effect 1e-4 relative). float32: rounding perturbs eigenvectors by ~1e-7 x 4 / gap,
-    # i.e. ~1e-5 after whitening; 1e-3 is a 100x margin, and N - 1 (>= 1/N = 2.5 %) still shows.
-    return (1e-6, 1e-8) if x.dtype == np.float64 else (1e-3, 1e-3)
+# whiten's (rtol, atol). float64: eigh-based, SVD-based and np.cov-based solutions agree with
+# the reference to ~1e-12 (eigenvalue gaps >= 0.3, condition number 80); 1e-6 leaves room and
+# still sees eps (effect 1e-4 relative). float32: rounding perturbs eigenvectors by
+# ~1e-7 x 4 / gap, i.e. ~1e-5 after whitening; 1e-3 is a 100x margin, and N - 1 (>= 1/N = 2.5 %)
+# still shows.
+WHITEN_TOLERANCE = DtypeTolerance(float64=(1e-6, 1e-8), float32=(1e-3, 1e-3))
 
 
 @dataclass(frozen=True)
@@ -308,7 +312,7 @@ def _read_whiten(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> _White
                         "dtype_changed")
         got[key] = array.astype(np.float64)
     return _Whitened(where, str(case["method"]), float(case["eps"]), x.astype(np.float64), got,
-                     _whiten_tolerance(x), bool(case.get("degenerate")))
+                     WHITEN_TOLERANCE.of(case), bool(case.get("degenerate")))
 
 
 def _check_finite(w: _Whitened) -> Verdict | None:
