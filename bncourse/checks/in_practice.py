@@ -57,13 +57,13 @@ def _layer_cases() -> list[dict[str, Any]]:
 def _student_function(train: Any, name: str) -> Any:
     function = getattr(train, "__globals__", {}).get(name)
     if not callable(function):
-        raise UnusableResultError(f"train uses your {name}; define it in the notebook above")
+        raise UnusableResultError(f"the BN network uses your {name}; define it in the notebook above")
     return function
 
 
 def _run_layers(train: Any) -> dict[str, np.ndarray]:
     """The student's batchnorm_forward and batchnorm_backward (the ones ``train`` sees) on
-    ``_layer_cases``, so the judge can check them before the training they feed."""
+    ``_layer_cases``, so that the judge can tell a wrong layer from a wrong training loop."""
     backward = _student_function(train, "batchnorm_backward")
     _student_function(train, "batchnorm_forward")
     outputs = {}
@@ -74,27 +74,39 @@ def _run_layers(train: Any) -> dict[str, np.ndarray]:
             raise
         except Exception as error:  # the student's layers raised, not train: say which code
             raise UnusableResultError(
-                f"train was not run, because the batchnorm_forward and batchnorm_backward it uses "
-                f"raised {type(error).__name__} on {case['label']}: {error}") from error
+                f"the batchnorm_forward and batchnorm_backward it uses raised {type(error).__name__} "
+                f"on {case['label']}: {error}") from error
         outputs.update({f"layers{index}_{name}": value for name, value in got.items()})
     return outputs
 
 
-def _layers_verdict(outputs: dict[str, np.ndarray]) -> Verdict | None:
-    """A failing verdict naming the student's forward or backward when one of them has wrong
-    numbers, else None. Side-property slips of the layers (a dtype) are the layer parts'
-    business and cost the training parts nothing."""
+def _wrong_layer(outputs: dict[str, np.ndarray]) -> Verdict | None:
+    """The verdict on the first of the student's batchnorm_forward and batchnorm_backward whose
+    numbers are wrong on ``_layer_cases`` (the forward before the backward that uses its cache),
+    or None. A side-property slip of the layers (a dtype) is the layer parts' business."""
     for index, case in enumerate(_layer_cases()):
         prefix = f"layers{index}_"
         got = {name[len(prefix):]: value for name, value in outputs.items() if name.startswith(prefix)}
-        verdict = backprop.judge_forward_first("train", case, got.get("forward_out"))
-        if not verdict.passed:
-            return verdict
-        verdict = backprop.judge_backward("batchnorm_backward")(case, got)
-        if not verdict.passed and verdict.credit <= 0:
-            return fail(f"train was not checked, because the batchnorm_backward it uses is wrong; fix "
-                        f"the backward first. {verdict.message}", "wrong_backward")
+        if "forward_out" not in got:  # nothing to blame: the layers did not run
+            return None
+        for verdict in (bn_transform.judge(case, {"out": got["forward_out"]}),
+                        backprop.judge_backward("batchnorm_backward")(case, got)):
+            if not verdict.passed and verdict.credit <= 0:
+                return verdict
     return None
+
+
+def _blame_layers(case: dict[str, Any], outputs: dict[str, np.ndarray], verdict: Verdict) -> Verdict:
+    """A training verdict that misses its goal; when the BN layers the network uses are wrong,
+    the message names the wrong layer first, since fixing it comes before anything else."""
+    layer = _wrong_layer(outputs) if bool(case["use_bn"]) else None
+    if layer is None:
+        return verdict
+    where = f"train ({case['label']})"
+    name = "batchnorm_forward" if layer.message.startswith("batchnorm_forward") else "batchnorm_backward"
+    return fail(f"{where}: the {name} it uses is wrong, so fix it first and train again. {layer.message} "
+                f"(With it, training gave: {verdict.message.removeprefix(where + ': ')})",
+                f"wrong_{name.removeprefix('batchnorm_')}")
 
 
 # --------------------------------------------------------------------------- training
@@ -111,10 +123,23 @@ def _train_once(train: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
 
 
 def _run_train(train: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The BN layers first (BN network only), then the training run(s): the parameters of the
-    first run as they are, those of a second run (``runs`` = 2) prefixed "again_"."""
-    outputs = _run_layers(train) if bool(case["use_bn"]) else {}
-    outputs.update(_train_once(train, case))
+    """The BN layers (BN network only, keys "layers<i>_..."), then the training run(s): the
+    parameters of the first run as they are, those of a second run (``runs`` = 2) prefixed
+    "again_". Layers that raise are named only if train raises too."""
+    outputs: dict[str, np.ndarray] = {}
+    layers_error = None
+    if bool(case["use_bn"]):
+        try:
+            outputs.update(_run_layers(train))
+        except UnusableResultError as error:  # counts only if train fails too (it may not use them)
+            layers_error = error
+    try:
+        outputs.update(_train_once(train, case))
+    except Exception as error:
+        if layers_error is None:
+            raise
+        raise UnusableResultError(f"raised {type(error).__name__}: {error}. Fix the BN layers first: "
+                                  f"{layers_error}") from error
     if int(case["runs"]) > 1:
         outputs.update({f"again_{name}": value for name, value in _train_once(train, case).items()})
     return outputs
@@ -179,20 +204,17 @@ def _reproducibility_verdict(case: dict[str, Any], outputs: dict[str, np.ndarray
 
 
 def _judge_train(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
-    """The BN layers train uses (BN network only), the parameters' names and shapes, the test
-    accuracy against the case's goal, then (``runs`` = 2) reproducibility."""
+    """The parameters' names and shapes and the test accuracy against the case's goal (a miss
+    names a wrong BN layer first, ``_blame_layers``), then (``runs`` = 2) reproducibility.
+    Training that reaches its goal keeps its points even with a wrong layer: that mistake is
+    charged once, by the layer parts above."""
     where = f"train ({case['label']})"
-    if bool(case["use_bn"]):
-        verdict = _layers_verdict(outputs)
-        if verdict is not None:
-            return verdict
     params, verdict = _params_verdict(case, outputs, where)
-    if verdict is not None:
-        return verdict
-    verdict = _accuracy_verdict(case, params, where)
-    if not verdict.passed or int(case["runs"]) < 2:
-        return verdict
-    return _reproducibility_verdict(case, outputs, where)
+    if verdict is None:
+        verdict = _accuracy_verdict(case, params, where)
+    if not verdict.passed:
+        return _blame_layers(case, outputs, verdict)
+    return verdict if int(case["runs"]) < 2 else _reproducibility_verdict(case, outputs, where)
 
 
 def _backward_cases_2d() -> list[dict[str, Any]]:
@@ -221,7 +243,7 @@ PARTS = [
     *part_pair(
         ASSIGNMENT, "train_bn", "train", (3.0, 2.0),
         (f"{_BN_AT_HIGH_LR} with seed 0 on split seed 0, and with seed 1 on split seed 2, where two "
-         "runs give the same parameters (your batchnorm_forward and batchnorm_backward are checked first)",
+         "runs give the same parameters (a miss names a wrong batchnorm_forward or batchnorm_backward first)",
          f"{_BN_AT_HIGH_LR} with seed 3 on split seed 1, and two runs with that seed give the same "
          "parameters"),
         (lambda: [_train_case(f"BN network, lr = {HIGH_LR}", True, HIGH_LR),

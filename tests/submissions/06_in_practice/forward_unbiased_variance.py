@@ -1,12 +1,11 @@
 """Pastes a batchnorm_forward that divides the batch variance by m - 1; train itself is right.
 
-The BN training parts check the layers train uses before training, so their message names the
-forward, not the accuracy.
+The network still reaches the target accuracy with it (97 %, 97 %, 94 %), so the training parts
+keep their points: the mistake is charged once, by the layer parts.
 """
 import numpy as np
 
-EXPECT_LOST = ["06_in_practice-batchnorm_forward", "06_in_practice-batchnorm_backward",
-               "06_in_practice-train_bn", "06_in_practice-train_bn_hidden"]
+EXPECT_LOST = ["06_in_practice-batchnorm_forward", "06_in_practice-batchnorm_backward"]
 EXPECT_FEEDBACK = "divide by m - 1"
 
 
