@@ -6,7 +6,20 @@ the training split of the digits; ``judge`` rebuilds the split from its seed, ev
 returned parameters on the held-out test images with ``bncourse.deepnet.predict`` (inference-mode
 BN with the returned running statistics) and compares the accuracy with the stated targets.
 So the accuracy that earns points is computed by trusted code, from labels ``run`` never
-passes to the student's function.
+passes to the student's function. One judge, ``_judge_train``, serves every training part; a
+case says what it expects (``goal``: reach the target or diverge) and how often to train
+(``runs``).
+
+What a training part depends on is checked with it. For the BN network, ``run`` also calls the
+student's ``batchnorm_forward`` and ``batchnorm_backward`` (the ones ``train`` uses) on two
+small cases of assignment 04; when the network misses its goal and one of them is wrong, the
+message names that layer (``_blame_layers``) instead of only the accuracy. Training that reaches
+its goal keeps its points with a wrong layer: the layer parts charge that mistake, once.
+
+The visible BN part trains on the notebook's split and seed, and on another split and seed twice
+with one seed, so the hidden twin (a third split and seed, trained twice) adds only other values.
+Two runs with one seed must return equal parameters; a run that reaches the accuracy but is not
+reproducible slips in a side property and keeps ``1 - SIDE_SHARE`` of the part.
 
 The experiment, measured with the solution over seeds 0-9 (tests/checks/test_in_practice.py re-checks
 seeds 1 and 2): at the large learning rate 1.5 the plain ReLU network diverges (9-11 % test
