@@ -62,7 +62,7 @@ def _train_case(label: str, use_bn: bool, lr: float, goal: str = "reach", seed: 
 def _layer_cases() -> list[dict[str, Any]]:
     """Assignment 04's visible (N, D) backward cases of ordinary magnitude, like the network's
     pre-activations. The precision stress case (mean 1e4 x std) stays with the layer parts
-    above, so a forward that is only imprecise there does not cost the training parts too."""
+    above, so a training part never blames a forward that is only imprecise there."""
     return [case for case in backprop.backward_cases()
             if np.asarray(case["x"]).ndim == 2 and np.abs(case["x"]).max() < 1e3]
 
