@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from judging import REPO_ROOT, notebook_tests, run_output_keys, solution_namespace
+from judging import REPO_ROOT, notebook_tests, run_output_keys, solution_namespace, solution_sources
 from submission_builder import load_submission
 
 from bncourse import deepnet
@@ -139,6 +139,18 @@ def test_layers_that_raise_are_named_when_train_raises_too() -> None:
     assert verdict.mistake == "unusable_result", verdict
     assert "raised NotImplementedError: paste it here. Fix the BN layers first: the batchnorm_forward and " \
         "batchnorm_backward it uses raised NotImplementedError" in verdict.message, verdict.message
+
+
+def test_layers_that_raise_cost_nothing_when_train_does_not_use_them() -> None:
+    # train with its own (right) layers under other names; the pasted forward is a stub.
+    namespace = _namespace({})
+    source = solution_sources(ASSIGNMENT)["train"]
+    exec(source.replace("batchnorm_forward(", "own_forward(").replace("batchnorm_backward(", "own_backward("),
+         namespace)
+    namespace.update(own_forward=namespace["batchnorm_forward"], own_backward=namespace["batchnorm_backward"])
+    exec("def batchnorm_forward(x, gamma, beta, eps=1e-5):\n    raise NotImplementedError\n", namespace)
+    for part_id in BN_PARTS:
+        assert all(run_case(PARTS[part_id], namespace["train"], case).passed for case in PARTS[part_id].cases())
 
 
 def test_a_side_slip_of_the_layers_costs_the_training_parts_nothing() -> None:
