@@ -160,6 +160,9 @@ def sync_cases() -> list[dict[str, Any]]:
                   np.float64, seed=721),
         sync_case("float32 x of shape (6, 2, 3, 2) on 2 ranks of sizes (4, 2), eps = 1e-3",
                   (6, 2, 3, 2), (4, 2), np.float32, seed=722, eps=1e-3),
+        # One spatial axis, as the hidden cases have (no surprises at grading).
+        sync_case("float32 x of shape (5, 3, 4) on 2 ranks of sizes (2, 3)", (5, 3, 4), (2, 3),
+                  np.float32, seed=723),
     ]
 
 
@@ -267,12 +270,12 @@ PARTS = [
                (merge_cases, merge_cases_hidden), run_merge, judge_merge),
     *part_pair(ASSIGNMENT, "forward", "sync_batchnorm_forward", (2.0, 1.0),
                ("sync_batchnorm_forward equals BN over the whole batch: unequal ranks, a rank "
-                "of one example, (N, C) and (N, C, H, W), float32",
+                "of one example, (N, C), (N, C, L) and (N, C, H, W), float32",
                 "sync_batchnorm_forward: " + SYNC_HIDDEN),
                (sync_cases, sync_cases_hidden), run_forward, judge_forward),
     *part_pair(ASSIGNMENT, "backward", "sync_batchnorm_backward", (2.0, 1.0),
                ("sync_batchnorm_backward equals BN's backward over the whole batch: dx per "
-                "rank, dgamma and dbeta of the whole batch",
+                "rank, dgamma and dbeta of the whole batch; (N, C), (N, C, L) and (N, C, H, W)",
                 "sync_batchnorm_backward: " + SYNC_HIDDEN),
                (sync_cases, sync_cases_hidden), run_backward, judge_backward),
 ]

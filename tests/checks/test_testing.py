@@ -50,3 +50,27 @@ def test_the_hidden_cases_line_names_the_twin_that_grades_the_same_function():
     # 06's hidden part trains the BN network: the plain network's parts must not announce it.
     assert twins["06_in_practice-train_plain"] is None
     assert twins["06_in_practice-train_bn"].id == "06_in_practice-train_bn_hidden"
+
+
+def _array_kinds(part) -> tuple[set[int], set[str]]:
+    """The numbers of dimensions and the dtypes of the float arrays in a part's cases."""
+    ndims, dtypes = set(), set()
+    for case in part.cases():
+        for value in case.values():
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+                ndims.add(min(value.ndim, 4))  # 4 stands for "two or more spatial axes"
+                dtypes.add(str(value.dtype))
+    return ndims, dtypes
+
+
+def test_no_hidden_case_has_a_layout_or_dtype_that_no_visible_case_has():
+    """No surprises at grading: (N, C), one spatial axis, (N, C, H, W), float32 and float64."""
+    from bncourse.checks import PARTS
+    from bncourse.testing import hidden_twin
+
+    pairs = [(part, hidden_twin(part)) for part in PARTS.values() if hidden_twin(part) is not None]
+    assert len(pairs) >= 20
+    for visible, hidden in pairs:
+        (seen_ndims, seen_dtypes), (graded_ndims, graded_dtypes) = _array_kinds(visible), _array_kinds(hidden)
+        assert graded_ndims <= seen_ndims, (visible.id, graded_ndims - seen_ndims)
+        assert graded_dtypes <= seen_dtypes, (visible.id, graded_dtypes - seen_dtypes)
