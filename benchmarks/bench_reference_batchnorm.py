@@ -14,6 +14,8 @@ inference), times side by side, interleaved round by round (median of
 - ``reference compiled``: ``torch.compile`` of ``gpu.batchnorm_forward`` and
   ``gpu.batchnorm_backward`` as they are (forward and backward modes only),
 - ``fused``: ``bncourse.fused`` compiled by torch.compile (C++ on CPU, Triton on CUDA),
+- ``fused, Welford statistics``: forward only, the same with one-pass statistics
+  (``torch.var_mean``) instead of fused.py's two plain sums,
 - ``torch``: PyTorch's own kernels (``native_batch_norm`` and its backward;
   ``F.batch_norm`` for forward + backward and inference: cuDNN on CUDA),
 - ``folded``: inference only, the per-channel ``x * s + b`` left once BN is
@@ -28,6 +30,16 @@ roofline. Small shapes that stay in the caches can exceed it. CUDA rows are time
 Writes ``bench_reference_batchnorm.csv`` (columns ``bncourse.hardware.COLUMNS``)
 and ``bench_reference_batchnorm.png`` to ``--out``.
 
+``--allocator`` says where freed memory goes (both, one after the other, by
+default; the CSV's ``allocator`` column tells the rows apart). ``system`` keeps
+glibc's malloc as it is: a freed block of more than 128 KiB to 32 MiB is
+handed back to the operating system, so every new tensor the size of x is
+page-faulted in again, and eager code pays once per temporary. ``retain``
+asks glibc (``mallopt(3)``: no ``mmap`` for large blocks, no trimming) to keep
+freed memory for reuse, the steady state of a training loop with a caching
+allocator such as jemalloc or tcmalloc, which PyTorch's CPU tuning guide
+recommends. The ratio of the two runs is the price of the page faults.
+
 Compilation happens before timing and is not timed; each thread count gets
 kernels compiled for it (inductor fixes the OpenMP thread count when it
 generates code). On a machine shared with other jobs run with enough repeats
@@ -38,6 +50,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import ctypes
+import ctypes.util
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +67,22 @@ from bncourse.timing import compare_timings
 SHAPES = [(256, 1024), (32, 64, 32, 32), (64, 64, 56, 56)]
 MODES = ["forward", "backward", "forward+backward", "inference"]
 EPS = 1e-5
+
+
+# mallopt(3) parameters, from glibc's <malloc.h>.
+M_TRIM_THRESHOLD = -1
+M_MMAP_MAX = -4
+
+
+def retain_freed_memory() -> None:
+    """Make glibc's malloc keep freed memory for reuse (``--allocator retain``).
+
+    Large blocks come from the heap instead of ``mmap`` (M_MMAP_MAX = 0), and the heap is
+    never trimmed (M_TRIM_THRESHOLD at its largest), so a freed tensor's pages stay mapped.
+    """
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    if not (libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)):
+        raise RuntimeError("--allocator retain: mallopt(3) refused the settings (not glibc?)")
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -73,6 +103,19 @@ def make_inputs(shape: tuple[int, ...], device: torch.device) -> dict[str, torch
     return {name: tensor.to(device) for name, tensor in tensors.items()}
 
 
+def welford_forward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """The fused forward with one-pass statistics (Welford's update, in ``torch.var_mean``)
+    instead of fused.py's two plain sums: the alternative fused.py's docstring weighs."""
+    dims = (0, *range(2, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    shift = x[0].reshape(x.shape[1], -1)[:, 0].reshape(shape)
+    var, shifted_mean = torch.var_mean(x - shift, dim=dims, correction=0, keepdim=True)
+    scale = gamma.reshape(shape) * torch.rsqrt(var + EPS)
+    return (x - shift - shifted_mean) * scale + beta.reshape(shape)
+
+
+compiled_welford_forward = torch.compile(welford_forward, dynamic=False, fullgraph=True)
+
 # torch.compile of the reference functions as they are: what compiling readable code gives.
 compiled_reference_forward = torch.compile(gpu.batchnorm_forward, dynamic=False)
 compiled_reference_backward = torch.compile(gpu.batchnorm_backward, dynamic=False)
@@ -91,6 +134,7 @@ def candidates(mode: str, t: dict[str, torch.Tensor]) -> dict[str, Callable[[], 
         found["torch reference"] = lambda: gpu.batchnorm_forward(x, gamma, beta)
         found["reference compiled"] = lambda: compiled_reference_forward(x, gamma, beta)
         found["fused"] = lambda: fused.batchnorm_forward(x, gamma, beta, compiled=True)
+        found["fused, Welford statistics"] = lambda: compiled_welford_forward(x, gamma, beta)
         found["torch"] = lambda: torch.native_batch_norm(x, gamma, beta, None, None, True, 0.1, EPS)
     elif mode == "backward":
         if on_cpu:
@@ -184,11 +228,14 @@ def compile_kernels(t: dict[str, torch.Tensor]) -> None:
     out, cache = fused.batchnorm_forward(t["x"], t["gamma"], t["beta"], compiled=True)
     fused.batchnorm_backward(t["dout"], cache)
     with torch.no_grad():
+        compiled_welford_forward(t["x"], t["gamma"], t["beta"])
         out, cache = compiled_reference_forward(t["x"], t["gamma"], t["beta"])
         compiled_reference_backward(t["dout"], cache)
 
 
-def measure(device: torch.device, threads: int, shape: tuple[int, ...], repeats: int) -> list[dict[str, object]]:
+def measure(
+    device: torch.device, threads: int, shape: tuple[int, ...], repeats: int, allocator: str
+) -> list[dict[str, object]]:
     t = make_inputs(shape, device)
     compile_kernels(t)
     copy = copy_call(device)
@@ -203,6 +250,7 @@ def measure(device: torch.device, threads: int, shape: tuple[int, ...], repeats:
             rows.append(
                 {
                     "device": device.type,
+                    "allocator": allocator,
                     "threads": threads,
                     "shape": "x".join(map(str, shape)),
                     "dtype": "float32",
@@ -223,12 +271,12 @@ def measure(device: torch.device, threads: int, shape: tuple[int, ...], repeats:
 def print_rows(rows: list[dict[str, object]]) -> None:
     first = rows[0]
     threads = f"{first['threads']} thread(s)" if first["device"] == "cpu" else "CUDA events"
-    print(f"\n{first['device']}, {threads}, x {first['shape']} float32")
-    header = f"{'mode':17s} {'impl':16s} {'ms':>9s} {'x torch':>8s} {'MB':>8s} {'GB/s':>7s} {'copy GB/s':>9s}"
+    print(f"\n{first['device']}, {threads}, x {first['shape']} float32, allocator: {first['allocator']}")
+    header = f"{'mode':17s} {'impl':26s} {'ms':>9s} {'x torch':>8s} {'MB':>8s} {'GB/s':>7s} {'copy GB/s':>9s}"
     print(f"  {header} {'roofline':>8s}")
     for row in rows:
         print(
-            f"  {row['mode']:17s} {row['impl']:16s} {row['ms']:9.3f} {row['ratio_to_torch']:8.2f}"
+            f"  {row['mode']:17s} {row['impl']:26s} {row['ms']:9.3f} {row['ratio_to_torch']:8.2f}"
             f" {row['model_mb']:8.1f} {row['gb_per_s']:7.1f} {row['copy_gb_per_s']:9.1f}"
             f" {row['roofline_fraction']:8.0%}"
         )
@@ -240,6 +288,7 @@ def plot(rows: list[dict[str, object]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = [row for row in rows if row["allocator"] in (rows[0]["allocator"], "cuda")]  # one CPU allocator
     panels = sorted({(row["device"], row["threads"]) for row in rows})[:2]
     figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.6), squeeze=False, dpi=150)
     for axis, (device, threads) in zip(axes[0], panels, strict=False):
@@ -270,24 +319,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shapes", nargs="+", type=parse_shape, default=SHAPES)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--no-cuda", action="store_true", help="CPU rows only")
+    parser.add_argument("--allocator", nargs="+", choices=("system", "retain"), default=["system", "retain"],
+                        help="glibc's malloc as it is, then made to retain freed memory (see above)")
     args = parser.parse_args(argv)
     # Each thread count gets its own compiled kernels, so the on-disk cache is not used.
     torch._inductor.config.fx_graph_cache = False
     all_threads = torch.get_num_threads()
     print(f"torch {torch.__version__}, numpy {np.__version__}, {all_threads} CPU threads available")
     rows: list[dict[str, object]] = []
-    for setting in args.threads:
-        threads = all_threads if setting == "all" else int(setting)
-        torch.set_num_threads(threads)
-        torch._dynamo.reset()
-        fused._compiled_kernels.clear()
-        for shape in args.shapes:
-            new_rows = measure(torch.device("cpu"), threads, shape, args.repeats)
-            print_rows(new_rows)
-            rows += new_rows
+    # "system" first: once glibc is told to retain freed memory, that cannot be taken back.
+    for allocator in sorted(set(args.allocator), key=("system", "retain").index):
+        if allocator == "retain":
+            retain_freed_memory()
+        for setting in args.threads:
+            threads = all_threads if setting == "all" else int(setting)
+            torch.set_num_threads(threads)
+            torch._dynamo.reset()
+            fused._compiled_kernels.clear()
+            for shape in args.shapes:
+                new_rows = measure(torch.device("cpu"), threads, shape, args.repeats, allocator)
+                print_rows(new_rows)
+                rows += new_rows
     if torch.cuda.is_available() and not args.no_cuda:
         for shape in args.shapes:
-            new_rows = measure(torch.device("cuda"), 0, shape, args.repeats)
+            new_rows = measure(torch.device("cuda"), 0, shape, args.repeats, "cuda")
             print_rows(new_rows)
             rows += new_rows
     args.out.mkdir(parents=True, exist_ok=True)

@@ -19,14 +19,19 @@ and the network ends in a softmax cross-entropy loss.
   Parameter names: ``W1``, ``b1`` (plain only), ``gamma1``, ``beta1``, ``running_mean1``,
   ``running_var1`` (BN only), ..., ``W{L}``, ``b{L}``.
 
-(``bncourse.train.make_mlp`` builds the PyTorch network of the book's experiments, where
-torch's autograd and normalisation layers are the point.)
+Both are one network, written down once in ``Architecture``: the layer widths, the
+nonlinearity, whether a normalisation sits before each hidden nonlinearity, the parameters'
+names and shapes and their initial values. ``bncourse.train`` builds the PyTorch module of the
+same ``Architecture`` (``make_mlp`` for the book's experiments, where torch's autograd and
+normalisation layers are the point; ``to_torch`` for parameters from here), so a NumPy network
+and its torch twin compute the same function (tests/test_deepnet.py checks it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -56,27 +61,21 @@ NONLINEARITIES: dict[str, Activation] = {
 }
 
 #: The initialisation schemes ``init_weights`` understands.
-INITS = ("zeros", "constant", "small", "large", "xavier", "he")
+INITS = ("zeros", "constant", "small", "large", "xavier", "he", "lecun")
 
 
-def init_weights(
-    n_in: int, n_out: int, scheme: str, rng: np.random.Generator, dtype: type = np.float64
-) -> np.ndarray:
-    """Draw an ``(n_out, n_in)`` weight matrix under an initialisation scheme.
+def weight_std(scheme: str, n_in: int, n_out: int, gain: float = 1.0) -> float:
+    """The standard deviation of a zero-mean Gaussian initialisation of an ``(n_out, n_in)`` weight.
 
-    Schemes (all zero-mean Gaussian unless stated):
-    - "zeros": every weight 0.
-    - "constant": every weight 0.1 (non-zero, yet every unit identical).
-    - "small": standard deviation 0.01, a common pre-2010 default.
-    - "large": standard deviation 1.
+    - "small": 0.01, a common pre-2010 default; "large": 1.
     - "xavier": variance 2 / (n_in + n_out) (Glorot & Bengio, 2010).
     - "he": variance 2 / n_in (He et al., 2015), for ReLU layers.
+    - "lecun": variance 1 / n_in (LeCun et al., 1998), the book's PyTorch experiments.
+
+    ``gain`` multiplies the standard deviation (careless scales such as 0.1 or 10).
     """
-    shape = (n_out, n_in)
-    if scheme == "zeros":
-        return np.zeros(shape, dtype=dtype)
-    if scheme == "constant":
-        return np.full(shape, 0.1, dtype=dtype)
+    if scheme == "lecun":
+        return gain / np.sqrt(n_in)
     stds = {
         "small": 0.01,
         "large": 1.0,
@@ -85,7 +84,99 @@ def init_weights(
     }
     if scheme not in stds:
         raise ValueError(f"scheme: expected one of {INITS}, got {scheme!r}")
-    return (stds[scheme] * rng.standard_normal(shape)).astype(dtype)
+    return gain * stds[scheme]
+
+
+def init_weights(
+    n_in: int, n_out: int, scheme: str, rng: np.random.Generator, dtype: type = np.float64
+) -> np.ndarray:
+    """Draw an ``(n_out, n_in)`` weight matrix under an initialisation scheme.
+
+    "zeros": every weight 0; "constant": every weight 0.1 (non-zero, yet every unit
+    identical); any other scheme: zero-mean Gaussian with ``weight_std(scheme, n_in, n_out)``.
+    """
+    shape = (n_out, n_in)
+    if scheme == "zeros":
+        return np.zeros(shape, dtype=dtype)
+    if scheme == "constant":
+        return np.full(shape, 0.1, dtype=dtype)
+    return (weight_std(scheme, n_in, n_out) * rng.standard_normal(shape)).astype(dtype)
+
+
+#: Where a normalisation sits: nowhere ("none"), or before the nonlinearity of every hidden
+#: layer (Ioffe & Szegedy, 2015, Section 3.2). NumPy runs "batch" (BN) in inference mode
+#: (``logits``); the PyTorch backend (``bncourse.train``) builds every kind: "batch"
+#: (torch.nn.BatchNorm1d), "bncourse" (the course's bncourse.gpu.BatchNorm1d), "layer", "group".
+NORMS = ("none", "batch", "bncourse", "layer", "group")
+#: The norms with running statistics (``running_mean``, ``running_var``) besides gamma and beta.
+NORMS_WITH_RUNNING_STATS = ("batch", "bncourse")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The course's multilayer perceptron, whichever backend runs it.
+
+    ``sizes[0] -> sizes[1] -> ... -> sizes[-1]``; hidden layer ``l`` (1-based) computes
+    ``x = u W_l^T + b_l`` without a norm, ``x = Norm(u W_l^T)`` with one (its shift beta
+    replacing the bias), then ``z = g(x)``; the last layer outputs the logits ``u W_L^T + b_L``.
+    Parameters are named ``W{l}``, ``b{l}``, ``gamma{l}``, ``beta{l}``, ``running_mean{l}``,
+    ``running_var{l}`` (``parameter_shapes``).
+    """
+
+    sizes: tuple[int, ...]
+    nonlinearity: str = "relu"
+    norm: str = "none"
+
+    def __post_init__(self) -> None:
+        if len(self.sizes) < 2 or any(int(s) < 1 for s in self.sizes):
+            raise ValueError(f"sizes: expected at least two positive widths, got {list(self.sizes)!r}")
+        if self.nonlinearity not in NONLINEARITIES:
+            raise ValueError(
+                f"nonlinearity: expected one of {tuple(NONLINEARITIES)}, got {self.nonlinearity!r}"
+            )
+        if self.norm not in NORMS:
+            raise ValueError(f"norm: expected one of {NORMS}, got {self.norm!r}")
+        object.__setattr__(self, "sizes", tuple(int(s) for s in self.sizes))
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.sizes) - 1
+
+    def normalised(self, layer: int) -> bool:
+        """Whether layer ``layer`` (1-based) has a norm, and so no bias."""
+        return self.norm != "none" and layer < self.n_layers
+
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Name -> shape of every parameter and buffer, layer by layer."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        for layer in range(1, self.n_layers + 1):
+            fan_in, fan_out = self.sizes[layer - 1], self.sizes[layer]
+            shapes[f"W{layer}"] = (fan_out, fan_in)
+            if not self.normalised(layer):
+                shapes[f"b{layer}"] = (fan_out,)
+                continue
+            names = ("gamma", "beta")
+            if self.norm in NORMS_WITH_RUNNING_STATS:
+                names += ("running_mean", "running_var")
+            for name in names:
+                shapes[f"{name}{layer}"] = (fan_out,)
+        return shapes
+
+    def initial_parameters(
+        self, draw_weight: Callable[[int, int, int], Any], dtype: type = np.float64
+    ) -> dict[str, Any]:
+        """Every parameter at the start: ``W{l} = draw_weight(l, fan_in, fan_out)`` in layer
+        order (the backend's random numbers), biases and beta 0, gamma 1, and the running
+        statistics of a fresh BN layer (PyTorch's): mean 0, variance 1."""
+        params: dict[str, Any] = {}
+        for name, shape in self.parameter_shapes().items():
+            if name.startswith("W"):
+                params[name] = draw_weight(int(name[1:]), shape[1], shape[0])
+            elif name.startswith(("gamma", "running_var")):
+                params[name] = np.ones(shape, dtype=dtype)
+            else:
+                params[name] = np.zeros(shape, dtype=dtype)
+        return params
 
 
 def softmax_cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
@@ -142,21 +233,29 @@ class MLP:
         dtype: type = np.float64,
     ) -> MLP:
         """Initialise an MLP with layer widths ``sizes`` (input first), zero biases."""
-        if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
-            raise ValueError(f"sizes: expected at least two positive widths, got {list(sizes)!r}")
-        if nonlinearity not in NONLINEARITIES:
-            raise ValueError(
-                f"nonlinearity: expected one of {tuple(NONLINEARITIES)}, got {nonlinearity!r}"
-            )
+        architecture = Architecture(tuple(sizes), nonlinearity)
         rng = np.random.default_rng(seed)
-        pairs = zip(sizes[:-1], sizes[1:], strict=True)
-        weights = [init_weights(a, b, init, rng, dtype) for a, b in pairs]
-        biases = [np.zeros(b, dtype=dtype) for b in sizes[1:]]
-        return cls(weights, biases, nonlinearity)
+        params = architecture.initial_parameters(
+            lambda layer, n_in, n_out: init_weights(n_in, n_out, init, rng, dtype), dtype
+        )
+        layers = range(1, architecture.n_layers + 1)
+        return cls([params[f"W{l}"] for l in layers], [params[f"b{l}"] for l in layers], nonlinearity)
 
     @property
     def n_layers(self) -> int:
         return len(self.weights)
+
+    @property
+    def architecture(self) -> Architecture:
+        sizes = (self.weights[0].shape[1], *(W.shape[0] for W in self.weights))
+        return Architecture(sizes, self.nonlinearity)
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """The weights and biases by name (``W1``, ``b1``, ...), e.g. for ``bncourse.train.to_torch``."""
+        params: dict[str, np.ndarray] = {}
+        for layer, (W, b) in enumerate(zip(self.weights, self.biases, strict=True), start=1):
+            params[f"W{layer}"], params[f"b{layer}"] = W, b
+        return params
 
     def forward(self, u: np.ndarray) -> np.ndarray:
         """Run ``u (N, sizes[0])`` through the network; return logits ``(N, sizes[-1])``."""
@@ -264,23 +363,19 @@ def train(
 # 64 pixels -> three hidden layers of 100 units -> 10 classes: deep enough that a large
 # learning rate breaks the plain network, small enough to train in about a second.
 HIDDEN_SIZES = (100, 100, 100)
+ASSIGNMENT_NONLINEARITY = "relu"
+
+
+def assignment_architecture(use_bn: bool, n_inputs: int = 64, n_classes: int = 10,
+                            hidden: Sequence[int] = HIDDEN_SIZES) -> Architecture:
+    """The assignment-06 network: ReLU hidden layers, with BN before each ReLU when ``use_bn``."""
+    return Architecture((n_inputs, *hidden, n_classes), ASSIGNMENT_NONLINEARITY, "batch" if use_bn else "none")
 
 
 def expected_keys(use_bn: bool, n_inputs: int = 64, n_classes: int = 10,
                   hidden: Sequence[int] = HIDDEN_SIZES) -> dict[str, tuple[int, ...]]:
     """Name -> shape of every parameter and buffer of the assignment-06 network."""
-    sizes = [int(n_inputs), *(int(h) for h in hidden), int(n_classes)]
-    n_layers = len(sizes) - 1
-    shapes: dict[str, tuple[int, ...]] = {}
-    for layer in range(1, n_layers + 1):
-        fan_in, fan_out = sizes[layer - 1], sizes[layer]
-        shapes[f"W{layer}"] = (fan_out, fan_in)
-        if use_bn and layer < n_layers:
-            for name in ("gamma", "beta", "running_mean", "running_var"):
-                shapes[f"{name}{layer}"] = (fan_out,)
-        else:
-            shapes[f"b{layer}"] = (fan_out,)
-    return shapes
+    return assignment_architecture(use_bn, n_inputs, n_classes, hidden).parameter_shapes()
 
 
 def init_mlp(use_bn: bool, seed: int, n_inputs: int = 64, n_classes: int = 10,
@@ -292,27 +387,21 @@ def init_mlp(use_bn: bool, seed: int, n_inputs: int = 64, n_classes: int = 10,
     networks start well; what differs is how they tolerate a large learning rate.
     """
     rng = np.random.default_rng(seed)
-    params: dict[str, np.ndarray] = {}
-    for name, shape in expected_keys(use_bn, n_inputs, n_classes, hidden).items():
-        if name.startswith("W"):
-            params[name] = init_weights(shape[1], shape[0], "he", rng)
-        elif name.startswith(("gamma", "running_var")):
-            params[name] = np.ones(shape)
-        else:
-            params[name] = np.zeros(shape)
-    return params
+    architecture = assignment_architecture(use_bn, n_inputs, n_classes, hidden)
+    return architecture.initial_parameters(lambda layer, n_in, n_out: init_weights(n_in, n_out, "he", rng))
 
 
-def predict(params: Mapping[str, np.ndarray], x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
-    """Class predictions ``(N,)`` of the network in inference mode (BN with the running statistics).
+def logits(params: Mapping[str, np.ndarray], x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """The assignment-06 network's logits ``(N, K)`` in inference mode (BN with the running
+    statistics), in float64.
 
-    The network is a BN network when ``params`` holds ``gamma1``. Non-finite parameters give
-    non-finite logits, and ``argmax`` of NaN logits is class 0: a diverged network scores
-    about chance, as it should.
+    The network is a BN network when ``params`` holds ``gamma1``. A diverged run may leave a
+    negative or NaN running_var; that layer's output is then NaN (garbage in, garbage out)
+    rather than an error: the student's network simply scores badly.
     """
     use_bn = "gamma1" in params
     n_layers = sum(1 for name in params if name.startswith("W"))
-    relu, _ = NONLINEARITIES["relu"]
+    g, _ = NONLINEARITIES[ASSIGNMENT_NONLINEARITY]
     h = np.asarray(x, dtype=np.float64)
     with np.errstate(all="ignore"):
         for layer in range(1, n_layers):
@@ -320,17 +409,24 @@ def predict(params: Mapping[str, np.ndarray], x: np.ndarray, eps: float = 1e-5) 
             if use_bn:
                 stats = [np.asarray(params[f"{n}{layer}"], dtype=np.float64)
                          for n in ("gamma", "beta", "running_mean", "running_var")]
-                # A diverged run may leave a negative or NaN running_var; treat it as garbage in,
-                # garbage out rather than an error (the student's network simply scores badly).
                 stats[3] = np.where(np.isfinite(stats[3]) & (stats[3] >= 0), stats[3], np.nan)
                 finite = np.all(np.isfinite(stats[3]))
                 pre = batchnorm_inference(pre, *stats, eps=eps) if finite else pre * np.nan
             else:
                 pre = pre + np.asarray(params[f"b{layer}"], dtype=np.float64)
-            h = relu(pre)
-        logits = h @ np.asarray(params[f"W{n_layers}"], dtype=np.float64).T + params[f"b{n_layers}"]
-    logits = np.where(np.isfinite(logits), logits, -np.inf)
-    return np.argmax(logits, axis=1)
+            h = g(pre)
+        return h @ np.asarray(params[f"W{n_layers}"], dtype=np.float64).T + params[f"b{n_layers}"]
+
+
+def predict(params: Mapping[str, np.ndarray], x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """Class predictions ``(N,)`` of the network in inference mode (``logits``).
+
+    Non-finite parameters give non-finite logits, and ``argmax`` of NaN logits is class 0: a
+    diverged network scores about chance, as it should.
+    """
+    scores = logits(params, x, eps)
+    scores = np.where(np.isfinite(scores), scores, -np.inf)
+    return np.argmax(scores, axis=1)
 
 
 def accuracy(params: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> float:

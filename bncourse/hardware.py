@@ -29,6 +29,7 @@ PASSES = {"forward": 3, "backward": 5, "forward+backward": 8, "inference": 2}
 
 COLUMNS = (
     "device",  # "cpu" or "cuda"
+    "allocator",  # "system" (glibc's malloc as it is) or "retain" (freed memory kept; CPU only)
     "threads",  # CPU threads torch used (0 on CUDA)
     "shape",  # e.g. "32x64x32x32"
     "dtype",  # "float32"
@@ -44,7 +45,7 @@ COLUMNS = (
 )
 
 _NUMERIC = {"threads": int, "repeats": int}
-_TEXT = {"device", "shape", "dtype", "mode", "impl"}
+_TEXT = {"device", "allocator", "shape", "dtype", "mode", "impl"}
 
 
 def bytes_moved(shape: tuple[int, ...], itemsize: int, mode: str) -> int:

@@ -4,7 +4,8 @@ Two pieces:
 
 - :func:`make_mlp` builds a fully connected network ``Linear -> [norm] ->
   nonlinearity -> [dropout]`` per hidden layer, with the normalisation placed
-  *before* the nonlinearity as in Ioffe & Szegedy (2015), Section 3.2.
+  *before* the nonlinearity as in Ioffe & Szegedy (2015), Section 3.2: the PyTorch
+  backend (:func:`to_torch`) of the course's one MLP, ``bncourse.deepnet.Architecture``.
 - :func:`train` runs seeded mini-batch SGD on a :class:`bncourse.data.Split`
   and records, every ``record_every`` steps, the test and training accuracy,
   the training loss, and percentiles of one chosen pre-activation (the input
@@ -16,17 +17,19 @@ Everything is device-agnostic: pass ``device="cuda"`` to run on a GPU.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from bncourse import gpu
+from bncourse import deepnet, gpu
 from bncourse.data import Split
 
-NORMS = ("none", "batch", "bncourse", "layer", "group")
+NORMS = deepnet.NORMS
+NORM_LAYERS = (nn.BatchNorm1d, gpu.BatchNorm1d, nn.LayerNorm, nn.GroupNorm)
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "sigmoid": nn.Sigmoid,
     "relu": nn.ReLU,
@@ -89,48 +92,95 @@ def make_mlp(
     - norm: "none", "batch" (torch.nn.BatchNorm1d), "bncourse" (the course's
       bncourse.gpu.BatchNorm1d), "layer" or "group" (``groups`` groups).
     - dropout: drop probability after each nonlinearity (0 disables it).
-    - weight_scale: multiplies the LeCun-normal initial weights N(0, 1/fan_in);
-      1 is the careful choice, 0.1 or 10 are careless ones.
+    - weight_scale: multiplies the LeCun-normal initial weights N(0, 1/fan_in) of the hidden
+      layers (``deepnet.weight_std("lecun", ...)``); 1 is the careful choice, 0.1 or 10
+      are careless ones.
     - noise_after_norm: scale of :class:`FixedNoise` inserted after each norm.
-    - seed: seed of the initial weights.
+    - seed: seed of the initial weights (drawn with torch's generator, layer by layer).
 
-    Returns an ``nn.Sequential``. With a norm, the linear layers have no bias,
-    since the norm's shift beta replaces it (the paper's Section 3.2).
+    Returns ``to_torch`` of the ``deepnet.Architecture`` with these widths, activation and
+    norm. With a norm, the linear layers have no bias, since the norm's shift beta replaces it
+    (the paper's Section 3.2).
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation: expected one of {tuple(ACTIVATIONS)}, got {activation!r}")
-    if norm not in NORMS:
-        raise ValueError(f"norm: expected one of {NORMS}, got {norm!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
     if weight_scale <= 0:
         raise ValueError(f"weight_scale: expected a positive number, got {weight_scale!r}")
+    architecture = deepnet.Architecture((n_in, *hidden, n_out), activation, norm)
     generator = torch.Generator().manual_seed(seed)
+
+    def draw_weight(layer: int, fan_in: int, fan_out: int) -> torch.Tensor:
+        gain = weight_scale if layer < architecture.n_layers else 1.0  # the head: plain LeCun
+        return torch.randn((fan_out, fan_in), generator=generator) * deepnet.weight_std("lecun", fan_in, fan_out, gain)
+
+    return to_torch(architecture, architecture.initial_parameters(draw_weight), dropout=dropout,
+                    noise_after_norm=noise_after_norm, groups=groups)
+
+
+def to_torch(
+    architecture: deepnet.Architecture,
+    params: Mapping[str, Any],
+    *,
+    dropout: float = 0.0,
+    noise_after_norm: float = 0.0,
+    groups: int = 10,
+    dtype: torch.dtype = torch.float32,
+) -> nn.Sequential:
+    """The PyTorch module of a ``deepnet.Architecture`` holding ``params``.
+
+    Inputs:
+    - architecture: widths, nonlinearity ("sigmoid", "relu" or "tanh") and norm.
+    - params: name -> array or tensor, named and shaped as ``architecture.parameter_shapes()``
+      (e.g. ``deepnet.init_mlp(...)``, ``deepnet.MLP.parameters()``); copied into the module.
+    - dropout, noise_after_norm, groups: as in :func:`make_mlp` (torch-only layers).
+    - dtype: of the module's parameters and buffers.
+
+    Returns ``nn.Sequential`` of ``Linear -> [norm -> [FixedNoise]] -> activation ->
+    [Dropout]`` per hidden layer, then the head ``Linear``; in training mode.
+    """
+    if architecture.nonlinearity not in ACTIVATIONS:
+        raise ValueError(f"architecture: expected a nonlinearity in {tuple(ACTIVATIONS)}, "
+                         f"got {architecture.nonlinearity!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
+    expected = architecture.parameter_shapes()
+    if set(params) != set(expected) or any(tuple(params[k].shape) != v for k, v in expected.items()):
+        shapes = {k: tuple(v.shape) for k, v in params.items()}
+        raise ValueError(f"params: expected names and shapes {expected}, got {shapes}")
     layers: list[nn.Module] = []
-    widths = [n_in, *hidden]
-    for fan_in, width in zip(widths[:-1], widths[1:], strict=True):
-        linear = nn.Linear(fan_in, width, bias=norm == "none")
-        _lecun_normal_(linear, weight_scale, generator)
-        layers.append(linear)
-        if norm != "none":
-            layers.append(_norm_layer(norm, width, groups))
+    for layer in range(1, architecture.n_layers + 1):
+        fan_in, width = architecture.sizes[layer - 1], architecture.sizes[layer]
+        layers.append(nn.Linear(fan_in, width, bias=not architecture.normalised(layer)))
+        if layer == architecture.n_layers:
+            break
+        if architecture.normalised(layer):
+            layers.append(_norm_layer(architecture.norm, width, groups))
             if noise_after_norm:
                 layers.append(FixedNoise(noise_after_norm))
-        layers.append(ACTIVATIONS[activation]())
+        layers.append(ACTIVATIONS[architecture.nonlinearity]())
         if dropout:
             layers.append(nn.Dropout(dropout))
-    head = nn.Linear(widths[-1], n_out)
-    _lecun_normal_(head, 1.0, generator)
-    layers.append(head)
-    return nn.Sequential(*layers)
+    model = nn.Sequential(*layers).to(dtype)
+    _load_parameters(model, params)
+    return model
 
 
-def _lecun_normal_(linear: nn.Linear, scale: float, generator: torch.Generator) -> None:
+def _load_parameters(model: nn.Sequential, params: Mapping[str, Any]) -> None:
+    """Copy ``W{l}``/``b{l}`` into the l-th Linear and ``gamma{l}``, ``beta{l}`` (and the running
+    statistics) into the norm that follows it."""
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    norms = [m for m in model if isinstance(m, NORM_LAYERS)]
     with torch.no_grad():
-        std = scale / np.sqrt(linear.in_features)
-        linear.weight.copy_(torch.randn(linear.weight.shape, generator=generator) * std)
-        if linear.bias is not None:
-            linear.bias.zero_()
+        for layer, linear in enumerate(linears, start=1):
+            targets = {"W": linear.weight, "b": linear.bias}
+            if layer <= len(norms):
+                norm = norms[layer - 1]
+                targets.update(gamma=norm.weight, beta=norm.bias,
+                               running_mean=getattr(norm, "running_mean", None),
+                               running_var=getattr(norm, "running_var", None))
+            for name, target in targets.items():
+                if f"{name}{layer}" in params:
+                    target.copy_(torch.as_tensor(params[f"{name}{layer}"]))
 
 
 def activation_inputs(model: nn.Sequential) -> list[int]:

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from bncourse import deepnet
+from bncourse.train import make_mlp, to_torch
 
 
 def _torch_reference(net: deepnet.MLP, u: np.ndarray, y: np.ndarray):
@@ -57,7 +58,7 @@ def test_gradient_matches_central_finite_differences():
 
 @pytest.mark.parametrize(
     ("scheme", "variance"),
-    [("small", 1e-4), ("large", 1.0), ("xavier", 2.0 / (300 + 200)), ("he", 2.0 / 300)],
+    [("small", 1e-4), ("large", 1.0), ("xavier", 2.0 / (300 + 200)), ("he", 2.0 / 300), ("lecun", 1.0 / 300)],
 )
 def test_init_weights_has_the_scheme_variance(scheme, variance):
     W = deepnet.init_weights(300, 200, scheme, np.random.default_rng(0))
@@ -128,3 +129,61 @@ def test_bad_arguments_raise_clear_errors():
         net.backward(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="batch_size"):
         deepnet.train(net, np.zeros((4, 5)), np.zeros(4, dtype=int), lr=0.1, steps=1, batch_size=5)
+
+
+# --------------------------------------------------------------------------- one MLP, two backends
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "sigmoid", "relu"])
+def test_torch_twin_of_the_numpy_mlp_computes_the_same_logits(nonlinearity):
+    net = deepnet.MLP.create([5, 7, 6, 3], nonlinearity=nonlinearity, init="xavier", seed=2)
+    for b in net.biases:  # non-zero biases so the bias path is compared too
+        b += np.random.default_rng(3).normal(size=b.shape)
+    u = np.random.default_rng(4).normal(size=(8, 5))
+    twin = to_torch(net.architecture, net.parameters(), dtype=torch.float64)
+    with torch.no_grad():
+        got = twin(torch.tensor(u)).numpy()
+    # float64 on both sides, the same operations in the same order: rounding only (~1e-16).
+    np.testing.assert_allclose(got, net.forward(u), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("use_bn", [True, False])
+def test_torch_twin_of_the_assignment_network_computes_the_same_inference_logits(use_bn):
+    params = deepnet.init_mlp(use_bn, seed=5, hidden=(20, 30))
+    rng = np.random.default_rng(6)
+    for name in params:  # statistics and shifts away from their initial 0 and 1
+        if not name.startswith("W"):
+            params[name] = params[name] + rng.uniform(0.1, 0.9, size=params[name].shape)
+    x = rng.normal(size=(12, 64))
+    twin = to_torch(deepnet.assignment_architecture(use_bn, hidden=(20, 30)), params, dtype=torch.float64).eval()
+    with torch.no_grad():
+        got = twin(torch.tensor(x)).numpy()
+    # float64 both sides; torch's BN and bncourse.cpu.batchnorm_inference round differently,
+    # within ~1e-15 relative per layer.
+    np.testing.assert_allclose(got, deepnet.logits(params, x), rtol=1e-10, atol=1e-12)
+
+
+def test_make_mlp_builds_the_assignment_architecture():
+    torch_net = make_mlp(hidden=deepnet.HIDDEN_SIZES, activation="relu", norm="batch")
+    numpy_net = deepnet.init_mlp(True, seed=0)
+    assert [type(m) for m in torch_net] == [type(m) for m in to_torch(deepnet.assignment_architecture(True), numpy_net)]
+    assert [tuple(p.shape) for p in torch_net.parameters()] == [
+        shape for name, shape in deepnet.expected_keys(True).items() if not name.startswith("running")]
+
+
+def test_make_mlp_draws_lecun_weights_scaled_in_the_hidden_layers_only():
+    model = make_mlp(n_in=30, hidden=(20,), n_out=10, weight_scale=10.0, seed=4)
+    generator = torch.Generator().manual_seed(4)
+    hidden = torch.randn((20, 30), generator=generator) * (10.0 / np.sqrt(30))
+    head = torch.randn((10, 20), generator=generator) * (1.0 / np.sqrt(20))
+    assert torch.equal(model[0].weight, hidden) and torch.equal(model[-1].weight, head)
+
+
+def test_to_torch_names_parameters_that_do_not_fit():
+    architecture = deepnet.assignment_architecture(True, hidden=(20,))
+    params = deepnet.init_mlp(True, seed=0, hidden=(20,))
+    del params["running_var1"]
+    with pytest.raises(ValueError, match="params: expected names and shapes"):
+        to_torch(architecture, params)
+    with pytest.raises(ValueError, match="norm"):
+        deepnet.Architecture((5, 3), "relu", "instance")

@@ -2,6 +2,8 @@
 
 import csv
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,13 +42,28 @@ def test_the_benchmark_writes_the_columns_the_loader_reads(tmp_path, monkeypatch
     monkeypatch.setattr(bench, "compiled_reference_forward", gpu.batchnorm_forward)
     monkeypatch.setattr(bench, "compiled_reference_backward", gpu.batchnorm_backward)
     monkeypatch.setattr(bench, "COPY_BYTES", 2**20)
-    bench.main(["--repeats", "1", "--threads", "1", "--shapes", "8x3", "--out", str(tmp_path), "--no-cuda"])
+    bench.main(["--repeats", "1", "--threads", "1", "--shapes", "8x3", "--out", str(tmp_path), "--no-cuda",
+                "--allocator", "system"])
     assert torch.get_num_threads() == threads
     rows = hardware.load_results(tmp_path / "bench_reference_batchnorm.csv")
     assert {row["mode"] for row in rows} == set(hardware.PASSES)
     torch_rows = [row for row in rows if row["impl"] == "torch"]
     assert len(torch_rows) == len(hardware.PASSES) and all(row["ratio_to_torch"] == 1 for row in torch_rows)
     assert (tmp_path / "bench_reference_batchnorm.png").stat().st_size > 0
+
+
+def test_the_retaining_allocator_is_set_in_a_fresh_process():
+    """``--allocator retain`` calls mallopt(3); run in a child so that this process keeps glibc's defaults."""
+    script = str(ROOT / "benchmarks" / "bench_reference_batchnorm.py")
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('bench', {script!r})\n"
+        "bench = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)\n"
+        "bench.retain_freed_memory()\n"
+        "print('retained')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip() == "retained", done.stderr
 
 
 def test_the_book_cache_matches_what_the_benchmark_writes():
@@ -59,10 +76,12 @@ def test_the_book_cache_matches_what_the_benchmark_writes():
     assert {row["threads"] for row in rows} >= {1, 2}
     assert {row["mode"] for row in rows} == set(hardware.PASSES)
     assert {"fused", "torch", "numpy", "torch reference"} <= {row["impl"] for row in rows}
+    # ... under both allocators, the chapter's comparison of the two.
+    assert {row["allocator"] for row in rows} == {"system", "retain"}
 
 
 def test_a_cache_with_other_columns_is_refused(tmp_path):
     stale = tmp_path / "stale.csv"
     stale.write_text("device,ms\ncpu,1.0\n")
-    with pytest.raises(ValueError, match="stale.csv: expected the columns device, threads"):
+    with pytest.raises(ValueError, match="stale.csv: expected the columns device, allocator, threads"):
         hardware.load_results(stale)

@@ -18,15 +18,8 @@ import numpy as np
 from bncourse import cpu
 from bncourse.checks.bn_transform import BROADCAST_HINT
 from bncourse.checks.bn_transform import tolerance as bn_tolerance
-from bncourse.checks.core import Variant, Verdict, case_rng, fail, judge_outputs, ok, part_pair
-from bncourse.checks.outputs import (
-    UnusableResultError,
-    as_array,
-    broadcast_hint,
-    kind_of,
-    numpy_output,
-    pair,
-)
+from bncourse.checks.core import DtypeTolerance, Variant, Verdict, case_rng, fail, judge_outputs, ok, part_pair
+from bncourse.checks.outputs import UnusableResultError, as_array, broadcast_hint, kind_of, numpy_output, pair
 from bncourse.checks.variants import BACKWARD_VARIANTS, FORWARD_VARIANTS
 
 ASSIGNMENT = "04_backprop"
@@ -34,10 +27,9 @@ ASSIGNMENT = "04_backprop"
 # Tolerances (rtol, atol) on gradients of order 1-10.
 # float64: correct staged and compact backward passes agree with the float64 reference to
 # ~1e-13; 1e-7 separates every variant (they change dx by O(1)).
-TOL_FLOAT64 = (1e-7, 1e-9)
 # float32: dx subtracts terms of similar size (dout, its mean, x_hat * mean(dout * x_hat)),
 # so correct float32 code loses a few digits (~1e-6 relative here); 5e-4 is a wide margin.
-TOL_FLOAT32 = (5e-4, 5e-4)
+TOLERANCE = DtypeTolerance(float64=(1e-7, 1e-9), float32=(5e-4, 5e-4))
 
 
 def _random_case(label: str, shape: tuple[int, ...], dtype: type, seed: int, eps: float = 1e-5,
@@ -91,9 +83,6 @@ def backward_cases_hidden() -> list[dict[str, Any]]:
         _random_case("float32 x of shape (3, 5, 3, 1)", (3, 5, 3, 1), np.float32, seed=56),
     ]
 
-
-def _tolerance(case: dict[str, Any]) -> tuple[float, float]:
-    return TOL_FLOAT64 if np.asarray(case["x"]).dtype == np.float64 else TOL_FLOAT32
 
 
 def _student_forward(backward: Any) -> Any:
@@ -154,7 +143,7 @@ def judge_backward(target: str) -> Any:
             verdict = judge_forward_first(target, case, outputs["forward_out"])
             if not verdict.passed:
                 return verdict
-        return judge_outputs(target, case, outputs, expected_grads(case), _tolerance(case),
+        return judge_outputs(target, case, outputs, expected_grads(case), TOLERANCE.of(case),
                              BACKWARD_VARIANTS, dtype_of="x", inputs=("dout",))
     return judge
 
@@ -178,34 +167,34 @@ def _analytic_gradient(case: dict[str, Any]) -> np.ndarray:
     return 3.0 * x**2 * A * dout
 
 
+def _gradient_case(rng: np.random.Generator, label: str, kind: str, x_shape: tuple[int, ...],
+                   out_shape: tuple[int, ...], h: float) -> dict[str, Any]:
+    """A case of ``numerical_gradient``: x, then A (the shape of x for "cube", (D_in, D_out)
+    for "tanh_matmul"), then dout, drawn from ``rng`` in that order."""
+    a_shape = x_shape if kind == "cube" else (x_shape[-1], out_shape[-1])
+    return {"label": label, "kind": kind, "x": rng.standard_normal(x_shape),
+            "A": rng.standard_normal(a_shape), "dout": rng.standard_normal(out_shape), "h": h}
+
+
 def gradient_cases() -> list[dict[str, Any]]:
     rng, twins = np.random.default_rng(61), np.random.default_rng(63)
     return [
-        {"label": "f(x) = tanh(x @ A), x of shape (4, 3)", "kind": "tanh_matmul",
-         "x": rng.standard_normal((4, 3)), "A": rng.standard_normal((3, 5)),
-         "dout": rng.standard_normal((4, 5)), "h": 1e-5},
-        {"label": "f(x) = x**3 * A elementwise, x of shape (3, 2, 2)", "kind": "cube",
-         "x": rng.standard_normal((3, 2, 2)), "A": rng.standard_normal((3, 2, 2)),
-         "dout": rng.standard_normal((3, 2, 2)), "h": 1e-5},
+        _gradient_case(rng, "f(x) = tanh(x @ A), x of shape (4, 3)", "tanh_matmul", (4, 3), (4, 5), 1e-5),
+        _gradient_case(rng, "f(x) = x**3 * A elementwise, x of shape (3, 2, 2)", "cube", (3, 2, 2),
+                       (3, 2, 2), 1e-5),
         # Smaller twins of the hidden categories (no surprises at grading).
-        {"label": "f(x) = x**3 * A with h = 1e-4, x of shape (3,)", "kind": "cube",
-         "x": twins.standard_normal(3), "A": twins.standard_normal(3),
-         "dout": twins.standard_normal(3), "h": 1e-4},
-        {"label": "f(x) = tanh(x @ A) with h = 1e-6, x of shape (1, 4) and output (1, 1)",
-         "kind": "tanh_matmul", "x": twins.standard_normal((1, 4)),
-         "A": twins.standard_normal((4, 1)), "dout": twins.standard_normal((1, 1)), "h": 1e-6},
+        _gradient_case(twins, "f(x) = x**3 * A with h = 1e-4, x of shape (3,)", "cube", (3,), (3,), 1e-4),
+        _gradient_case(twins, "f(x) = tanh(x @ A) with h = 1e-6, x of shape (1, 4) and output (1, 1)",
+                       "tanh_matmul", (1, 4), (1, 1), 1e-6),
     ]
 
 
 def gradient_cases_hidden() -> list[dict[str, Any]]:
     rng = case_rng(62)
     return [
-        {"label": "f(x) = x**3 * A with h = 1e-4, x of shape (5,)", "kind": "cube",
-         "x": rng.standard_normal(5), "A": rng.standard_normal(5),
-         "dout": rng.standard_normal(5), "h": 1e-4},
-        {"label": "f(x) = tanh(x @ A), x of shape (1, 6) and output (1, 1)",
-         "kind": "tanh_matmul", "x": rng.standard_normal((1, 6)),
-         "A": rng.standard_normal((6, 1)), "dout": rng.standard_normal((1, 1)), "h": 1e-6},
+        _gradient_case(rng, "f(x) = x**3 * A with h = 1e-4, x of shape (5,)", "cube", (5,), (5,), 1e-4),
+        _gradient_case(rng, "f(x) = tanh(x @ A), x of shape (1, 6) and output (1, 1)", "tanh_matmul",
+                       (1, 6), (1, 1), 1e-6),
     ]
 
 
@@ -389,14 +378,14 @@ def judge_function(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verd
         return fail(f"{where}: {NUMPY_INSIDE.format(how=how)}", "numpy_inside_function")
     x, gamma, beta = (np.asarray(case[n], dtype=np.float64) for n in ("x", "gamma", "beta"))
     out, _ = cpu.batchnorm_forward(x, gamma, beta, eps=case["eps"])
-    verdict = judge_outputs("BatchNormFunction", case, outputs, {"out": out}, TOL_FLOAT64,
+    verdict = judge_outputs("BatchNormFunction", case, outputs, {"out": out}, TOLERANCE.float64,
                             FORWARD_VARIANTS)
     if not verdict.passed:  # the forward first: the backward's check relies on it
         message = verdict.message.replace("`out`", "the forward's `out`")
         return fail(f"{message} (the forward is checked before the backward; fix it first)",
                     verdict.mistake)
     verdict = judge_outputs("BatchNormFunction", case, outputs, expected_grads(case),
-                            TOL_FLOAT64, BACKWARD_VARIANTS)
+                            TOLERANCE.float64, BACKWARD_VARIANTS)
     if not verdict.passed:
         return verdict
     if not bool(np.asarray(outputs.get("gradcheck", False))):

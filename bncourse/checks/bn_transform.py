@@ -13,14 +13,8 @@ from typing import Any
 import numpy as np
 
 from bncourse import cpu
-from bncourse.checks.core import Verdict, case_rng, judge_outputs, part_pair
-from bncourse.checks.outputs import (
-    UnusableResultError,
-    broadcast_hint,
-    channel_broadcast_hint,
-    numpy_output,
-    pair,
-)
+from bncourse.checks.core import DtypeTolerance, Verdict, case_rng, judge_outputs, part_pair
+from bncourse.checks.outputs import UnusableResultError, broadcast_hint, channel_broadcast_hint, numpy_output, pair
 from bncourse.checks.variants import FORWARD_VARIANTS
 
 ASSIGNMENT = "03_bn_transform"
@@ -30,10 +24,9 @@ TARGET = "batchnorm_forward"
 # float64: a correct implementation agrees with the float64 reference to ~1e-14; 1e-7 leaves
 # room for any summation order yet still separates eps-related variants (relative effect
 # >= 5e-6 when var <= 1) by more than 10x.
-TOL_FLOAT64 = (1e-7, 1e-9)
 # float32: correct two-pass, Welford and np.var implementations differ from the float64 truth
 # by ~1e-6 on these data; 1e-4 is a 100x margin.
-TOL_FLOAT32 = (1e-4, 1e-4)
+TOLERANCE = DtypeTolerance(float64=(1e-7, 1e-9), float32=(1e-4, 1e-4))
 # float32 with mean = 1e4 x std: the inputs' own rounding makes correct float32 algorithms
 # err by up to 4e-3 (measured over 50 seeds, m = 64: two-pass, np.var, Welford); 3e-2 is ~7x
 # that, while E[x^2] - E[x]^2 errs by O(1) or gives inf/NaN.
@@ -156,7 +149,7 @@ def run(batchnorm_forward: Any, case: dict[str, Any]) -> dict[str, np.ndarray]:
 def tolerance(case: dict[str, Any]) -> tuple[float, float]:
     if case.get("large_offset"):
         return TOL_LARGE_OFFSET
-    return TOL_FLOAT64 if np.asarray(case["x"]).dtype == np.float64 else TOL_FLOAT32
+    return TOLERANCE.of(case)
 
 
 def judge(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:

@@ -25,6 +25,7 @@ import numpy as np
 __all__ = [
     "Arrays",
     "Case",
+    "DtypeTolerance",
     "Part",
     "Tolerance",
     "Variant",
@@ -52,6 +53,22 @@ __all__ = [
 Case = Mapping[str, Any]
 Arrays = dict[str, np.ndarray]
 Tolerance = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class DtypeTolerance:
+    """A check module's (rtol, atol) for float64 results and for float32 ones.
+
+    Each module fills one in with its own numbers and says why next to them; ``of`` picks the
+    one for the dtype of an input of the case (float32 for anything that is not float64).
+    """
+
+    float64: Tolerance
+    float32: Tolerance
+
+    def of(self, case: Case, key: str = "x") -> Tolerance:
+        """The tolerance for the dtype of ``case[key]``."""
+        return self.float64 if np.asarray(case[key]).dtype == np.float64 else self.float32
 
 _GRADE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 

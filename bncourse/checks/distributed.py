@@ -14,31 +14,23 @@ from typing import Any
 import numpy as np
 
 from bncourse import cpu
-from bncourse.checks.core import Verdict, array_output, case_rng, fail, judge_outputs, part_pair
+from bncourse.checks.core import DtypeTolerance, Verdict, array_output, case_rng, fail, judge_outputs, part_pair
 from bncourse.checks.outputs import broadcast_hint, channel_broadcast_hint, kind_of, numpy_output
-from bncourse.checks.variants import (
-    MERGE_VARIANTS,
-    SYNC_BACKWARD_VARIANTS,
-    SYNC_FORWARD_VARIANTS,
-)
+from bncourse.checks.variants import MERGE_VARIANTS, SYNC_BACKWARD_VARIANTS, SYNC_FORWARD_VARIANTS
 
 ASSIGNMENT = "07_distributed"
 
 # Tolerances (rtol, atol).
 # float64: correct code agrees with the float64 reference to ~1e-13 on these values (order
 # 0.1-100); 1e-7 is a wide margin and still separates every variant by orders of magnitude.
-TOL_FLOAT64 = (1e-7, 1e-9)
 # float32: the solution's BN outputs and gradients (order 0.1-10) come within 0.2% of this
 # tolerance, and float32 merges of groups ~1000 standard deviations from zero within ~1e-7
 # relative, sequential or vectorised: a margin of several hundred. The naive
 # E[x^2] - E[x]^2 merge is off by ~2e-2 there (tests/checks/test_distributed.py).
-TOL_FLOAT32 = (1e-4, 1e-4)
+TOLERANCE = DtypeTolerance(float64=(1e-7, 1e-9), float32=(1e-4, 1e-4))
 
 BROADCAST_HINT = channel_broadcast_hint("gamma, beta, or a statistic reduced without keepdims=True")
 
-
-def _tolerance(case: dict[str, Any], key: str = "x") -> tuple[float, float]:
-    return TOL_FLOAT64 if np.asarray(case[key]).dtype == np.float64 else TOL_FLOAT32
 
 
 def _unpack(result: Any, target: str, names: tuple[str, ...]) -> tuple[Any, ...]:
@@ -139,7 +131,7 @@ def judge_merge(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict
         return fail(f"{where}: the count should be the total number of values, "
                     f"{int(want_total)} (one number), got {total.tolist()}.")
     return judge_outputs("merge_batch_stats", case, outputs, {"mean": want_mean, "m2": want_m2},
-                         _tolerance(case, "mean"), MERGE_VARIANTS, dtype_of="mean", inputs=("count", "mean", "m2"))
+                         TOLERANCE.of(case, "mean"), MERGE_VARIANTS, dtype_of="mean", inputs=("count", "mean", "m2"))
 
 
 # --------------------------------------------------------------------------- SyncBN forward
@@ -168,6 +160,9 @@ def sync_cases() -> list[dict[str, Any]]:
                   np.float64, seed=721),
         sync_case("float32 x of shape (6, 2, 3, 2) on 2 ranks of sizes (4, 2), eps = 1e-3",
                   (6, 2, 3, 2), (4, 2), np.float32, seed=722, eps=1e-3),
+        # One spatial axis, as the hidden cases have (no surprises at grading).
+        sync_case("float32 x of shape (5, 3, 4) on 2 ranks of sizes (2, 3)", (5, 3, 4), (2, 3),
+                  np.float32, seed=723),
     ]
 
 
@@ -215,7 +210,7 @@ def _whole_batch(case: dict[str, Any]) -> tuple[np.ndarray, Any]:
 
 def judge_forward(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
     out, _ = _whole_batch(case)
-    return judge_outputs("sync_batchnorm_forward", case, outputs, {"out": out}, _tolerance(case),
+    return judge_outputs("sync_batchnorm_forward", case, outputs, {"out": out}, TOLERANCE.of(case),
                          SYNC_FORWARD_VARIANTS, dtype_of="x", inputs=("x", "gamma", "beta"))
 
 
@@ -255,13 +250,16 @@ def judge_backward(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verd
     _, cache = _whole_batch(case)
     dx, dgamma, dbeta = cpu.batchnorm_backward(np.asarray(case["dout"], dtype=np.float64), cache)
     return judge_outputs("sync_batchnorm_backward", case, outputs,
-                         {"dx": dx, "dgamma": dgamma, "dbeta": dbeta}, _tolerance(case),
+                         {"dx": dx, "dgamma": dgamma, "dbeta": dbeta}, TOLERANCE.of(case),
                          SYNC_BACKWARD_VARIANTS, dtype_of="x",
                          inputs=("x", "gamma", "beta", "dout"))
 
 
 # --------------------------------------------------------------------------- parts
 
+
+# What the hidden forward and backward parts both try (they share their cases).
+SYNC_HIDDEN = "4 ranks, (N, C, L) with eps = 1e-2, equal float32 ranks"
 
 PARTS = [
     *part_pair(ASSIGNMENT, "merge", "merge_batch_stats", (2.0, 1.0),
@@ -272,14 +270,12 @@ PARTS = [
                (merge_cases, merge_cases_hidden), run_merge, judge_merge),
     *part_pair(ASSIGNMENT, "forward", "sync_batchnorm_forward", (2.0, 1.0),
                ("sync_batchnorm_forward equals BN over the whole batch: unequal ranks, a rank "
-                "of one example, (N, C) and (N, C, H, W), float32",
-                "sync_batchnorm_forward: 4 ranks, (N, C, L) with eps = 1e-2, equal float32 "
-                "ranks"),
+                "of one example, (N, C), (N, C, L) and (N, C, H, W), float32",
+                "sync_batchnorm_forward: " + SYNC_HIDDEN),
                (sync_cases, sync_cases_hidden), run_forward, judge_forward),
     *part_pair(ASSIGNMENT, "backward", "sync_batchnorm_backward", (2.0, 1.0),
                ("sync_batchnorm_backward equals BN's backward over the whole batch: dx per "
-                "rank, dgamma and dbeta of the whole batch",
-                "sync_batchnorm_backward: 4 ranks, (N, C, L) with eps = 1e-2, equal float32 "
-                "ranks"),
+                "rank, dgamma and dbeta of the whole batch; (N, C), (N, C, L) and (N, C, H, W)",
+                "sync_batchnorm_backward: " + SYNC_HIDDEN),
                (sync_cases, sync_cases_hidden), run_backward, judge_backward),
 ]

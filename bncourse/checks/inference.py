@@ -5,12 +5,13 @@ behaviour checked against ``torch.nn.BatchNorm1d``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from bncourse import cpu
-from bncourse.checks.core import Variant, Verdict, case_rng, compare, fail, judge_outputs, part_pair
+from bncourse.checks.core import DtypeTolerance, Variant, Verdict, case_rng, compare, fail, judge_outputs, part_pair
 from bncourse.checks.outputs import (
     UnusableResultError,
     as_array,
@@ -33,9 +34,8 @@ ASSIGNMENT = "05_inference"
 # float64: correct code agrees with the float64 reference to ~1e-14; 1e-7 separates every
 # variant here (eps-related ones change results by >= 1e-4 relative: the running variances
 # below include 0.01).
-TOL_FLOAT64 = (1e-7, 1e-9)
 # float32: rounding of a handful of operations, ~1e-6 relative; 1e-4 is a 100x margin.
-TOL_FLOAT32 = (1e-4, 1e-4)
+TOLERANCE = DtypeTolerance(float64=(1e-7, 1e-9), float32=(1e-4, 1e-4))
 
 
 # A (C,) vector against (N, C, L) or (N, C, H, W) data lines up with the last axis.
@@ -54,9 +54,6 @@ def _numpy_outputs(values: Any, names: tuple[str, ...], target: str) -> dict[str
     return {name: numpy_output(value, name, target)
             for name, value in zip(names, values, strict=True)}
 
-
-def _tolerance(case: dict[str, Any], key: str = "x") -> tuple[float, float]:
-    return TOL_FLOAT64 if np.asarray(case[key]).dtype == np.float64 else TOL_FLOAT32
 
 
 def _channels(rng: np.random.Generator, channels: int, dtype: type) -> dict[str, np.ndarray]:
@@ -126,7 +123,7 @@ def judge_running(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdi
     mean, var, x = (np.asarray(case[n], dtype=np.float64) for n in ("running_mean", "running_var", "x"))
     new_mean, new_var = cpu.update_running_stats(mean, var, x, momentum=case["momentum"])
     return judge_outputs("update_running_stats", case, outputs,
-                         {"new_mean": new_mean, "new_var": new_var}, _tolerance(case),
+                         {"new_mean": new_mean, "new_var": new_var}, TOLERANCE.of(case),
                          RUNNING_VARIANTS, dtype_of="x",
                          inputs=("running_mean", "running_var", "x"))
 
@@ -174,7 +171,7 @@ def judge_population(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Ve
     batches = np.asarray(case["batches"], dtype=np.float64)
     mean, var = cpu.population_stats(list(batches))
     return judge_outputs("population_stats", case, outputs, {"mean": mean, "var": var},
-                         _tolerance(case, "batches"), POPULATION_VARIANTS, dtype_of="batches",
+                         TOLERANCE.of(case, "batches"), POPULATION_VARIANTS, dtype_of="batches",
                          inputs=("batches",))
 
 
@@ -224,7 +221,7 @@ def run_inference(batchnorm_inference: Any, case: dict[str, Any]) -> dict[str, n
 def judge_inference(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
     arrays = [np.asarray(case[n], dtype=np.float64) for n in _INFERENCE_INPUTS]
     out = cpu.batchnorm_inference(*arrays, eps=case["eps"])
-    return judge_outputs("batchnorm_inference", case, outputs, {"out": out}, _tolerance(case),
+    return judge_outputs("batchnorm_inference", case, outputs, {"out": out}, TOLERANCE.of(case),
                          INFERENCE_VARIANTS, dtype_of="x", inputs=_INFERENCE_INPUTS)
 
 
@@ -296,7 +293,7 @@ def judge_fold(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
         arrays["bias"] = None
     weight, bias = cpu.fold_batchnorm(*arrays.values(), eps=case["eps"])
     return judge_outputs("fold_batchnorm", case, outputs, {"weight": weight, "bias": bias},
-                         _tolerance(case, "weight"), FOLD_VARIANTS, dtype_of="weight",
+                         TOLERANCE.of(case, "weight"), FOLD_VARIANTS, dtype_of="weight",
                          inputs=_FOLD_INPUTS)
 
 
@@ -456,13 +453,15 @@ def _unbiased_in_training(case: dict[str, Any], outputs: Any, expected: Any) -> 
     gradients differ too, so only the outputs are compared."""
     simulated = simulate_layer(case, out_ddof=1)
     keys = [f"train_out_{step}" for step in range(STEPS)]
-    rtol, atol = TOL_FLOAT32
+    rtol, atol = TOLERANCE.float32
     return (any(compare(k, simulated[k], expected[k], 10 * rtol, 10 * atol) for k in keys)
             and not any(compare(k, outputs.get(k), simulated[k], rtol, atol) for k in keys))
 
 
-def _eval_part(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k: v for k, v in outputs.items() if k.startswith("eval")}
+def _simulated(prefixes: tuple[str, ...], **mistake: Any) -> Callable[[dict[str, Any]], dict[str, np.ndarray]]:
+    """A variant's function: the outputs of the layer simulated with ``mistake`` whose names
+    start with one of ``prefixes`` (the outputs that mistake changes)."""
+    return lambda case: {k: v for k, v in simulate_layer(case, **mistake).items() if k.startswith(prefixes)}
 
 
 UPDATES_IN_EVAL = (
@@ -481,26 +480,23 @@ LAYER_VARIANTS = (
     Variant("inverted_momentum",
             "the running statistics seem to use an inverted momentum; PyTorch's convention is "
             "new = (1 - momentum) * old + momentum * batch statistic.",
-            lambda case: {k: v for k, v in simulate_layer(case, momentum_inverted=True).items()
-                          if k.startswith(("running", "eval"))}),
+            _simulated(("running", "eval"), momentum_inverted=True)),
     Variant("biased_running_var",
             "running_var seems to be fed the biased batch variance; use the unbiased one, "
             "m / (m - 1) times it, as torch.nn.BatchNorm1d does.",
-            lambda case: {k: v for k, v in simulate_layer(case, ddof=0).items()
-                          if k.startswith(("running_var", "eval_out"))}),
+            _simulated(("running_var", "eval_out"), ddof=0)),
     Variant("batch_stats_in_inference",
             "in eval mode the layer seems to use the statistics of the batch; after "
             "layer.eval() it must use running_mean and running_var (check self.training).",
-            lambda case: {"eval_out": simulate_layer(case, eval_batch_stats=True)["eval_out"]}),
+            _simulated(("eval_out",), eval_batch_stats=True)),
     Variant("updates_in_eval", UPDATES_IN_EVAL,
-            lambda case: _eval_part(simulate_layer(case, update_in_eval="before"))),
+            _simulated(("eval",), update_in_eval="before")),
     Variant("updates_in_eval", UPDATES_IN_EVAL,
-            lambda case: _eval_part(simulate_layer(case, update_in_eval="after"))),
+            _simulated(("eval",), update_in_eval="after")),
     Variant("running_var_fed_std",
             "running_var seems to be fed the batch standard deviation; it tracks the unbiased "
             "batch variance, m / (m - 1) times the biased one.",
-            lambda case: {k: v for k, v in simulate_layer(case, feed_std=True).items()
-                          if k.startswith(("running_var", "eval_out"))}),
+            _simulated(("running_var", "eval_out"), feed_std=True)),
     Variant("backward_drops_mean_var_terms",
             "the input gradient seems to treat the batch mean and variance as constants "
             "(detached from the graph?); in training they depend on every input, so autograd "
@@ -534,7 +530,7 @@ def judge_layer(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict
     if not bool(np.asarray(outputs.get("buffers", True))):
         return fail(f"BatchNorm1d ({case['label']}): {NOT_BUFFERS}", "not_buffers")
     # The training-mode parts of the layer are the student's BN forward; float32 throughout.
-    return judge_outputs("BatchNorm1d", case, outputs, expected, TOL_FLOAT32, LAYER_VARIANTS,
+    return judge_outputs("BatchNorm1d", case, outputs, expected, TOLERANCE.float32, LAYER_VARIANTS,
                          labels=_layer_labels())
 
 

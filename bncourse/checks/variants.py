@@ -19,7 +19,7 @@ Check modules pass these tuples to ``core.judge_outputs``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -99,6 +99,10 @@ def forward_sqrt_of_std(case: Case) -> Arrays:
 SQRT_OF_STD = (
     "the denominator seems to be sqrt(std + eps), the square root taken twice; divide by "
     "sqrt(var + eps), where var is the variance, not the standard deviation."
+)
+EPS_IGNORED = (
+    "the eps argument seems to be ignored (1e-5 used whatever eps is passed); use the "
+    "eps the function receives."
 )
 
 
@@ -316,8 +320,7 @@ FORWARD_VARIANTS: tuple[Variant, ...] = (
     ),
     Variant(
         "eps_ignored",
-        "the eps argument seems to be ignored (1e-5 used whatever eps is passed); use the "
-        "eps the function receives.",
+        EPS_IGNORED,
         forward_default_eps,
         applies=_eps_not_default,
     ),
@@ -685,6 +688,19 @@ def _inference_case(case: Case) -> tuple[np.ndarray, ...]:
     return tuple(_f64(case, "x", "gamma", "beta", "running_mean", "running_var"))
 
 
+def running_denominator_variants(simulate: Callable[..., Arrays], no_sqrt_message: str) -> tuple[Variant, ...]:
+    """The slips in ``sqrt(running_var + eps)`` that the inference transform and the fold share:
+    the square root taken twice, no square root, eps ignored. ``simulate(case, denominator=...,
+    default_eps=...)`` computes the outputs under a slip; ``no_sqrt_message`` says what the
+    right denominator is in that function's terms."""
+    return (
+        Variant("sqrt_of_std", SQRT_OF_STD, lambda case: simulate(case, denominator="sqrt(std+eps)")),
+        Variant("no_sqrt", no_sqrt_message, lambda case: simulate(case, denominator="var+eps")),
+        Variant("eps_ignored", EPS_IGNORED, lambda case: simulate(case, default_eps=True),
+                applies=_eps_not_default),
+    )
+
+
 def inference_with(case: Case, denominator: str = "sqrt(var+eps)", swap: bool = False,
                    batch_stats: bool = False, default_eps: bool = False) -> Arrays:
     x, gamma, beta, mean, var = _inference_case(case)
@@ -720,20 +736,10 @@ INFERENCE_VARIANTS: tuple[Variant, ...] = (
         "gamma and beta seem to be swapped; the output is gamma * x_hat + beta.",
         lambda case: inference_with(case, swap=True),
     ),
-    Variant("sqrt_of_std", SQRT_OF_STD,
-            lambda case: inference_with(case, denominator="sqrt(std+eps)")),
-    Variant(
-        "no_sqrt",
+    *running_denominator_variants(
+        inference_with,
         "the output seems to divide by running_var + eps; divide by the standard deviation, "
         "sqrt(running_var + eps).",
-        lambda case: inference_with(case, denominator="var+eps"),
-    ),
-    Variant(
-        "eps_ignored",
-        "the eps argument seems to be ignored (1e-5 used whatever eps is passed); use the "
-        "eps the function receives.",
-        lambda case: inference_with(case, default_eps=True),
-        applies=_eps_not_default,
     ),
 )
 
@@ -787,19 +793,9 @@ FOLD_VARIANTS: tuple[Variant, ...] = (
         "gamma * (bias - running_mean) / sqrt(running_var + eps) + beta.",
         lambda case: fold_with(case, use_mean=False),
     ),
-    Variant("sqrt_of_std", SQRT_OF_STD, lambda case: fold_with(case, denominator="sqrt(std+eps)")),
-    Variant(
-        "no_sqrt",
-        "the folded scale seems to divide by running_var + eps; it is "
-        "gamma / sqrt(running_var + eps).",
-        lambda case: fold_with(case, denominator="var+eps"),
-    ),
-    Variant(
-        "eps_ignored",
-        "the eps argument seems to be ignored (1e-5 used whatever eps is passed); use the "
-        "eps the function receives.",
-        lambda case: fold_with(case, default_eps=True),
-        applies=_eps_not_default,
+    *running_denominator_variants(
+        fold_with,
+        "the folded scale seems to divide by running_var + eps; it is gamma / sqrt(running_var + eps).",
     ),
 )
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from bncourse import cpu, flops
 from bncourse.checks.core import (
+    DtypeTolerance,
     Variant,
     Verdict,
     array_output,
@@ -147,14 +148,17 @@ STANDARDIZE_VARIANTS = (
 )
 
 
+# standardize's (rtol, atol). float64: any summation order agrees to ~1e-14, and 1e-7 still
+# separates the eps variants (relative effect >= 5e-6) tenfold. float32: ~1e-6 from the truth,
+# 1e-4 is 100x.
+STANDARDIZE_TOLERANCE = DtypeTolerance(float64=(1e-7, 1e-9), float32=(1e-4, 1e-4))
+# float32 inputs of size 1e4 carry rounding errors of ~5e-4, i.e. ~5e-4 standard deviations;
+# correct float32 two-pass code errs by up to ~4e-3 on such data.
+STANDARDIZE_TOL_LARGE_OFFSET = (1e-3, 3e-2)
+
+
 def _standardize_tolerance(case: Mapping[str, Any]) -> tuple[float, float]:
-    if case.get("large_offset"):
-        # float32 inputs of size 1e4 carry rounding errors of ~5e-4, i.e. ~5e-4 standard
-        # deviations; correct float32 two-pass code errs by up to ~4e-3 on such data.
-        return (1e-3, 3e-2)
-    # float64: any summation order agrees to ~1e-14, and 1e-7 still separates the eps
-    # variants (relative effect >= 5e-6) tenfold. float32: ~1e-6 from the truth, 1e-4 is 100x.
-    return (1e-7, 1e-9) if np.asarray(case["x"]).dtype == np.float64 else (1e-4, 1e-4)
+    return STANDARDIZE_TOL_LARGE_OFFSET if case.get("large_offset") else STANDARDIZE_TOLERANCE.of(case)
 
 
 def _judge_standardize(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
@@ -187,27 +191,27 @@ def _whiten_case(label: str, method: str, N: int, D: int, seed: int, dtype: type
     return case
 
 
-def _zca_cases() -> list[dict[str, Any]]:
+def _visible_whiten_cases(method: str, seed: int, smallest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The visible cases of one method (seeds ``seed``, ``seed + 1``, ``seed + 2``), ending
+    with ``smallest``, the method's own small case."""
     return [
-        _whiten_case("float64 x of shape (50, 4), method='zca'", "zca", 50, 4, 11),
-        _whiten_case("float32 x of shape (40, 5), method='zca'", "zca", 40, 5, 12, np.float32),
+        _whiten_case(f"float64 x of shape (50, 4), method='{method}'", method, 50, 4, seed),
+        _whiten_case(f"float32 x of shape (40, 5), method='{method}'", method, 40, 5, seed + 1, np.float32),
         # Smaller twins of the hidden categories (no surprises at grading).
-        _whiten_case("float64 x of shape (20, 3) with a constant column, method='zca'", "zca",
-                     20, 3, 13, constant_feature=True),
-        _whiten_case("float64 x of shape (15, 1), method='zca', eps=1e-2", "zca", 15, 1, 14,
-                     eps=1e-2),
+        _whiten_case(f"float64 x of shape (20, 3) with a constant column, method='{method}'", method,
+                     20, 3, seed + 2, constant_feature=True),
+        smallest,
     ]
+
+
+def _zca_cases() -> list[dict[str, Any]]:
+    return _visible_whiten_cases("zca", 11, _whiten_case("float64 x of shape (15, 1), method='zca', eps=1e-2",
+                                                         "zca", 15, 1, 14, eps=1e-2))
 
 
 def _pca_cases() -> list[dict[str, Any]]:
-    return [
-        _whiten_case("float64 x of shape (50, 4), method='pca'", "pca", 50, 4, 21),
-        _whiten_case("float32 x of shape (40, 5), method='pca'", "pca", 40, 5, 22, np.float32),
-        # Smaller twins of the hidden categories (no surprises at grading).
-        _whiten_case("float64 x of shape (20, 3) with a constant column, method='pca'", "pca",
-                     20, 3, 23, constant_feature=True),
-        _whiten_case("float64 x of shape (4, 2), method='pca'", "pca", 4, 2, 24),
-    ]
+    return _visible_whiten_cases("pca", 21, _whiten_case("float64 x of shape (4, 2), method='pca'", "pca",
+                                                         4, 2, 24))
 
 
 def _whiten_hidden_cases() -> list[dict[str, Any]]:
@@ -263,12 +267,12 @@ def _close(a: np.ndarray, b: np.ndarray, tol: tuple[float, float]) -> bool:
     return a.shape == b.shape and bool(np.all(np.isfinite(a))) and compare("", a, b, *tol) is None
 
 
-def _whiten_tolerance(x: np.ndarray) -> tuple[float, float]:
-    # float64: eigh-based, SVD-based and np.cov-based solutions agree with the reference to
-    # ~1e-12 (eigenvalue gaps >= 0.3, condition number 80); 1e-6 leaves room and still sees
-    # eps (effect 1e-4 relative). float32: rounding perturbs eigenvectors by ~1e-7 x 4 / gap,
-    # i.e. ~1e-5 after whitening; 1e-3 is a 100x margin, and N - 1 (>= 1/N = 2.5 %) still shows.
-    return (1e-6, 1e-8) if x.dtype == np.float64 else (1e-3, 1e-3)
+# whiten's (rtol, atol). float64: eigh-based, SVD-based and np.cov-based solutions agree with
+# the reference to ~1e-12 (eigenvalue gaps >= 0.3, condition number 80); 1e-6 leaves room and
+# still sees eps (effect 1e-4 relative). float32: rounding perturbs eigenvectors by
+# ~1e-7 x 4 / gap, i.e. ~1e-5 after whitening; 1e-3 is a 100x margin, and N - 1 (>= 1/N = 2.5 %)
+# still shows.
+WHITEN_TOLERANCE = DtypeTolerance(float64=(1e-6, 1e-8), float32=(1e-3, 1e-3))
 
 
 @dataclass(frozen=True)
@@ -312,7 +316,7 @@ def _read_whiten(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> _White
                         "dtype_changed")
         got[key] = array.astype(np.float64)
     return _Whitened(where, str(case["method"]), float(case["eps"]), x.astype(np.float64), got,
-                     _whiten_tolerance(x), bool(case.get("degenerate")))
+                     WHITEN_TOLERANCE.of(case), bool(case.get("degenerate")))
 
 
 def _check_finite(w: _Whitened) -> Verdict | None:

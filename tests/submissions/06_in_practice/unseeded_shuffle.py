@@ -12,7 +12,9 @@ from bncourse.deepnet import init_mlp, softmax_cross_entropy
 # batchnorm_forward and batchnorm_backward are the notebook's own (pasted from assignments 3 and 4).
 batchnorm_forward = batchnorm_backward = None
 
-EXPECT_LOST = ["06_in_practice-train_bn_hidden"]
+EXPECT_LOST = ["06_in_practice-train_bn", "06_in_practice-train_bn_hidden"]
+# The accuracy is reached, so reproducibility is a side property: each part keeps 3/4 of its points.
+EXPECT_PARTIAL = ["06_in_practice-train_bn", "06_in_practice-train_bn_hidden"]
 EXPECT_FEEDBACK = "gave different"
 
 
