@@ -14,8 +14,6 @@ inference), times side by side, interleaved round by round (median of
 - ``reference compiled``: ``torch.compile`` of ``gpu.batchnorm_forward`` and
   ``gpu.batchnorm_backward`` as they are (forward and backward modes only),
 - ``fused``: ``bncourse.fused`` compiled by torch.compile (C++ on CPU, Triton on CUDA),
-- ``fused, Welford statistics``: forward only, the same with one-pass statistics
-  (``torch.var_mean``) instead of fused.py's two plain sums,
 - ``torch``: PyTorch's own kernels (``native_batch_norm`` and its backward;
   ``F.batch_norm`` for forward + backward and inference: cuDNN on CUDA),
 - ``folded``: inference only, the per-channel ``x * s + b`` left once BN is
@@ -103,19 +101,6 @@ def make_inputs(shape: tuple[int, ...], device: torch.device) -> dict[str, torch
     return {name: tensor.to(device) for name, tensor in tensors.items()}
 
 
-def welford_forward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-    """The fused forward with one-pass statistics (Welford's update, in ``torch.var_mean``)
-    instead of fused.py's two plain sums: the alternative fused.py's docstring weighs."""
-    dims = (0, *range(2, x.ndim))
-    shape = (1, -1) + (1,) * (x.ndim - 2)
-    shift = x[0].reshape(x.shape[1], -1)[:, 0].reshape(shape)
-    var, shifted_mean = torch.var_mean(x - shift, dim=dims, correction=0, keepdim=True)
-    scale = gamma.reshape(shape) * torch.rsqrt(var + EPS)
-    return (x - shift - shifted_mean) * scale + beta.reshape(shape)
-
-
-compiled_welford_forward = torch.compile(welford_forward, dynamic=False, fullgraph=True)
-
 # torch.compile of the reference functions as they are: what compiling readable code gives.
 compiled_reference_forward = torch.compile(gpu.batchnorm_forward, dynamic=False)
 compiled_reference_backward = torch.compile(gpu.batchnorm_backward, dynamic=False)
@@ -134,7 +119,6 @@ def candidates(mode: str, t: dict[str, torch.Tensor]) -> dict[str, Callable[[], 
         found["torch reference"] = lambda: gpu.batchnorm_forward(x, gamma, beta)
         found["reference compiled"] = lambda: compiled_reference_forward(x, gamma, beta)
         found["fused"] = lambda: fused.batchnorm_forward(x, gamma, beta, compiled=True)
-        found["fused, Welford statistics"] = lambda: compiled_welford_forward(x, gamma, beta)
         found["torch"] = lambda: torch.native_batch_norm(x, gamma, beta, None, None, True, 0.1, EPS)
     elif mode == "backward":
         if on_cpu:
@@ -228,7 +212,6 @@ def compile_kernels(t: dict[str, torch.Tensor]) -> None:
     out, cache = fused.batchnorm_forward(t["x"], t["gamma"], t["beta"], compiled=True)
     fused.batchnorm_backward(t["dout"], cache)
     with torch.no_grad():
-        compiled_welford_forward(t["x"], t["gamma"], t["beta"])
         out, cache = compiled_reference_forward(t["x"], t["gamma"], t["beta"])
         compiled_reference_backward(t["dout"], cache)
 
@@ -272,11 +255,11 @@ def print_rows(rows: list[dict[str, object]]) -> None:
     first = rows[0]
     threads = f"{first['threads']} thread(s)" if first["device"] == "cpu" else "CUDA events"
     print(f"\n{first['device']}, {threads}, x {first['shape']} float32, allocator: {first['allocator']}")
-    header = f"{'mode':17s} {'impl':26s} {'ms':>9s} {'x torch':>8s} {'MB':>8s} {'GB/s':>7s} {'copy GB/s':>9s}"
+    header = f"{'mode':17s} {'impl':20s} {'ms':>9s} {'x torch':>8s} {'MB':>8s} {'GB/s':>7s} {'copy GB/s':>9s}"
     print(f"  {header} {'roofline':>8s}")
     for row in rows:
         print(
-            f"  {row['mode']:17s} {row['impl']:26s} {row['ms']:9.3f} {row['ratio_to_torch']:8.2f}"
+            f"  {row['mode']:17s} {row['impl']:20s} {row['ms']:9.3f} {row['ratio_to_torch']:8.2f}"
             f" {row['model_mb']:8.1f} {row['gb_per_s']:7.1f} {row['copy_gb_per_s']:9.1f}"
             f" {row['roofline_fraction']:8.0%}"
         )

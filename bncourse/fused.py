@@ -4,13 +4,12 @@ BN does about one arithmetic operation per byte it touches, so its speed is
 set by how many times the data crosses memory, not by the arithmetic. The
 reference (``bncourse.gpu``) writes one formula per line, and in eager
 PyTorch every line is a separate pass that reads its inputs and writes a
-temporary. This module computes the same results in five passes:
+temporary. This module computes the same results in four passes:
 
-    forward   pass 1: read x                 -> s_1 = mean of x - x_1
-              pass 2: read x                 -> sigma^2_B = mean of (x - x_1 - s_1)^2
-              pass 3: read x, write y        -> y = gamma * x_hat + beta
-    backward  pass 4: read dy, x             -> dbeta = sum dy, dgamma = sum dy * x_hat
-              pass 5: read dy, x, write dx   -> dx
+    forward   pass 1: read x                 -> mu_B, sigma^2_B (one-pass Welford)
+              pass 2: read x, write y        -> y = gamma * x_hat + beta
+    backward  pass 3: read dy, x             -> dbeta = sum dy, dgamma = sum dy * x_hat
+              pass 4: read dy, x, write dx   -> dx
 
 x_hat is never stored: the backward recomputes it from x (which the layer
 before BN keeps alive anyway) and the per-channel statistics. A pass is one
@@ -19,22 +18,15 @@ loop (C++ with OpenMP on CPU, Triton on CUDA). Run eagerly, the same lines
 are correct but materialise their temporaries, and are no faster than the
 reference.
 
-The statistics could come from one pass with Welford's update, which saves
-a read of x but divides once per value; compiled for one CPU core it ran
-about twice as slow as the two plain sums above, slower than memory
-delivers the data (``benchmarks/bench_reference_batchnorm.py`` times both
-side by side: the ``fused, Welford statistics`` row).
-
-Numerics, the reference's rules kept with the shifted two-pass algorithm:
+Numerics, the reference's rules kept with one pass for the statistics:
 
 - float32 far from zero: the data is shifted by the first value x_1 of each
-  channel (any sample works). x - x_1 is exact when x is close to x_1
-  (Sterbenz's lemma), and the mean s_1 of x - x_1 is small, so its rounding
+  channel (any sample works) before Welford's update computes the mean and
+  the squared deviations of x - x_1. x - x_1 is exact when x is close to x_1
+  (Sterbenz's lemma), and the mean of x - x_1 is small, so its rounding
   error is small compared with sigma_B: at most about sqrt(m) ulps of
-  sigma_B, as (x_1 - mu_B)^2 <= m sigma^2_B for any sample. The variance is
-  the mean squared deviation from that mean (the two-pass formula, no
-  E[x^2] - E[x]^2 cancellation), and the output uses (x - x_1) - s_1:
-  mu_B itself is never rounded to one number.
+  sigma_B, as (x_1 - mu_B)^2 <= m sigma^2_B for any sample. The output uses
+  (x - x_1) - mean(x - x_1): mu_B itself is never rounded to one number.
 - A constant channel gives x - x_1 = 0 exactly, hence y = beta and dx = 0.
 - Half precision (float16, bfloat16) is read, computed in float32 and the
   result rounded once to the data's dtype.
@@ -84,17 +76,15 @@ IMPLEMENTATIONS = ("reference", "fused", "fused-eager")
 def _forward_kernel(
     x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Passes 1 to 3. Returns (y, x_1, mean of x - x_1, sigma^2_B, 1/sqrt(sigma^2_B + eps)), the last
+    """Passes 1 and 2. Returns (y, x_1, mean of x - x_1, sigma^2_B, 1/sqrt(sigma^2_B + eps)), the last
     four per channel, shaped (1, C, 1, ...), in the compute dtype."""
     dims = _reduce_dims(x.ndim)
     values = x.to(_compute_dtype(x))
     shift = _per_channel(values[0].reshape(values.shape[1], -1)[:, 0], x.ndim)  # x_1: first value per channel
-    shifted_mean = (values - shift).mean(dim=dims, keepdim=True)  # pass 1
-    centred = values - shift - shifted_mean  # recomputed in each pass below, never stored
-    var = (centred * centred).mean(dim=dims, keepdim=True)  # pass 2
+    var, shifted_mean = torch.var_mean(values - shift, dim=dims, correction=0, keepdim=True)
     inv_std = torch.rsqrt(var + eps)
     scale = _per_channel(gamma.to(values.dtype), x.ndim) * inv_std
-    out = centred * scale + _per_channel(beta.to(values.dtype), x.ndim)  # pass 3
+    out = (values - shift - shifted_mean) * scale + _per_channel(beta.to(values.dtype), x.ndim)
     return out.to(x.dtype), shift, shifted_mean, var, inv_std
 
 
@@ -106,7 +96,7 @@ def _backward_kernel(
     inv_std: torch.Tensor,
     gamma: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Passes 4 and 5: the reference's backward formula with x_hat recomputed from x."""
+    """Passes 3 and 4: the reference's backward formula with x_hat recomputed from x."""
     dims = _reduce_dims(x.ndim)
     m = _validate.values_per_channel(x)
     dy = dout.to(inv_std.dtype)
@@ -186,11 +176,10 @@ def _forward(
 def batchnorm_forward(
     x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-5, *, compiled: bool = False
 ) -> tuple[torch.Tensor, object]:
-    """Training-mode forward pass of BN (Algorithm 1 of Ioffe & Szegedy, 2015) in three passes.
+    """Training-mode forward pass of BN (Algorithm 1 of Ioffe & Szegedy, 2015) in two passes.
 
-        s_1       = mean of x_i - x_1                 (per channel; x_1 its first value)
-        sigma^2_B = mean of (x_i - x_1 - s_1)^2       (biased variance)
-        y_i       = gamma * ((x_i - x_1) - s_1) / sqrt(sigma^2_B + eps) + beta
+        mu_B, sigma^2_B = mean and biased variance per channel (one Welford pass over x - x_1)
+        y_i             = gamma * ((x_i - x_1) - (mu_B - x_1)) / sqrt(sigma^2_B + eps) + beta
 
     Inputs:
     - x: tensor of shape (N, C) or (N, C, *spatial) with m > 1 values per channel.

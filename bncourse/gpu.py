@@ -567,7 +567,7 @@ def batch_norm(
     ``batchnorm_inference`` with the running statistics, which are required.
 
     ``impl`` chooses the training path: ``"reference"`` (the code above),
-    ``"fused"`` (``bncourse.fused``: five passes over memory, compiled with
+    ``"fused"`` (``bncourse.fused``: four passes over memory, compiled with
     torch.compile on first use per input shape; where compilation is
     unavailable it warns once and runs the same kernels eagerly) or
     ``"fused-eager"`` (the fused kernels, never compiled). Evaluation is one
