@@ -33,7 +33,6 @@ __all__ = [
     "array_output",
     "build_cases",
     "case_rng",
-    "fixed_seed",
     "compare",
     "compare_arrays",
     "diagnose",
@@ -178,17 +177,6 @@ def part_pair(assignment: str, name: str, target: str, points: tuple[float, floa
 _STUDENT_SEED: ContextVar[int | None] = ContextVar("bncourse_student_seed", default=None)
 
 
-class _FixedSeed(int):
-    """A case seed that no student seed changes (see ``fixed_seed``)."""
-
-
-def fixed_seed(base: int) -> int:
-    """``base``, marked so that ``case_rng`` keeps it fixed even under a student seed: for a
-    hidden case whose judged property depends on the particular draw (say for which tiny
-    samples it holds), so that other draws could fail correct work."""
-    return _FixedSeed(base)
-
-
 def case_rng(base: int) -> np.random.Generator:
     """The generator a case constructor draws its values from.
 
@@ -199,8 +187,8 @@ def case_rng(base: int) -> np.random.Generator:
     channels, offsets), which the constructors set after drawing.
     """
     seed = _STUDENT_SEED.get()
-    if seed is None or isinstance(base, _FixedSeed):
-        return np.random.default_rng(int(base))
+    if seed is None:
+        return np.random.default_rng(base)
     return np.random.default_rng([base, seed])
 
 
