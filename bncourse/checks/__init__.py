@@ -27,7 +27,8 @@ sandbox and decides outside it:
   ``run`` may return, extra or missing keys included, and fails rather than crash.
 
 Adding an assignment: create ``bncourse/checks/<name>.py`` with ``ASSIGNMENT`` and
-``PARTS = [part(ASSIGNMENT, ...), ...]`` (see ``bn_transform.py``); nothing here changes.
+each part declared with ``part`` or ``part_pair`` after its judge and listed in ``PARTS``
+(see ``README.md``); nothing here changes.
 """
 
 from __future__ import annotations

@@ -55,6 +55,11 @@ def _random_case(label: str, shape: tuple[int, ...], dtype: type, seed: int, eps
     }
 
 
+# What the cases cover, after the name of the backward function they are given to.
+BACKWARD_COVERS = ("on (N, D), (N, C, L) and (N, C, H, W), float64 and float32, N = 2, a constant channel, "
+                   "mean 1e4 x std")
+
+
 def backward_cases() -> list[dict[str, Any]]:
     return [
         _random_case("float64 x of shape (6, 4)", (6, 4), np.float64, seed=41),
@@ -67,6 +72,10 @@ def backward_cases() -> list[dict[str, Any]]:
         _random_case("float64 x of shape (10, 2) with mean 1e4 x std, column 0 of variance "
                      "1e-6", (10, 2), np.float64, seed=45, offset=1e4, tiny_channel=True),
     ]
+
+
+BACKWARD_HIDDEN_COVERS = ("N = 2, tiny variance, a constant channel, eps = 1e-3, one spatial axis, mean 1e4 x std; "
+                          "dout unchanged, dtype kept")
 
 
 def backward_cases_hidden() -> list[dict[str, Any]]:
@@ -148,6 +157,19 @@ def judge_backward(target: str) -> Any:
     return judge
 
 
+BACKWARD = part_pair(ASSIGNMENT, "backward", target="batchnorm_backward", points=(2.0, 1.0),
+                     descriptions=(f"batchnorm_backward {BACKWARD_COVERS}",
+                                   f"batchnorm_backward: {BACKWARD_HIDDEN_COVERS}"),
+                     cases=(backward_cases, backward_cases_hidden), run=run_backward,
+                     judge=judge_backward("batchnorm_backward"))
+
+BACKWARD_COMPACT = part_pair(ASSIGNMENT, "backward_compact", target="batchnorm_backward_compact", points=(2.0, 1.0),
+                             descriptions=(f"batchnorm_backward_compact {BACKWARD_COVERS}",
+                                           f"batchnorm_backward_compact: {BACKWARD_HIDDEN_COVERS}"),
+                             cases=(backward_cases, backward_cases_hidden), run=run_backward,
+                             judge=judge_backward("batchnorm_backward_compact"))
+
+
 # --------------------------------------------------------------------------- numerical gradient
 
 # Smooth test functions f(x) built from the case's arrays (plain NumPy, no reference code),
@@ -176,6 +198,10 @@ def _gradient_case(rng: np.random.Generator, label: str, kind: str, x_shape: tup
             "A": rng.standard_normal(a_shape), "dout": rng.standard_normal(out_shape), "h": h}
 
 
+NUMERICAL_GRADIENT_COVERS = ("numerical_gradient against exact gradients of two smooth functions, steps h "
+                             "1e-6 to 1e-4, a 1-D x and a single output")
+
+
 def gradient_cases() -> list[dict[str, Any]]:
     rng, twins = np.random.default_rng(61), np.random.default_rng(63)
     return [
@@ -187,6 +213,9 @@ def gradient_cases() -> list[dict[str, Any]]:
         _gradient_case(twins, "f(x) = tanh(x @ A) with h = 1e-6, x of shape (1, 4) and output (1, 1)",
                        "tanh_matmul", (1, 4), (1, 1), 1e-6),
     ]
+
+
+NUMERICAL_GRADIENT_HIDDEN_COVERS = "numerical_gradient with other steps h and shapes; x and dout unchanged"
 
 
 def gradient_cases_hidden() -> list[dict[str, Any]]:
@@ -242,6 +271,11 @@ def judge_gradient(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verd
                          inputs=("x", "dout"))
 
 
+NUMERICAL_GRADIENT = part_pair(ASSIGNMENT, "numerical_gradient", target="numerical_gradient", points=(1.0, 1.0),
+                               descriptions=(NUMERICAL_GRADIENT_COVERS, NUMERICAL_GRADIENT_HIDDEN_COVERS),
+                               cases=(gradient_cases, gradient_cases_hidden), run=run_gradient, judge=judge_gradient)
+
+
 # --------------------------------------------------------------------------- autograd Function
 
 
@@ -253,6 +287,11 @@ def _devices() -> list[str]:
     import torch
 
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+FUNCTION_COVERS = ("BatchNormFunction: output, gradients and torch.autograd.gradcheck on every "
+                   "device; (N, C), (N, C, L) and (N, C, H, W), N = 2, a constant channel; tensors "
+                   "stay in torch")
 
 
 def function_cases() -> list[dict[str, Any]]:
@@ -268,6 +307,9 @@ def function_cases() -> list[dict[str, Any]]:
         ):
             cases.append({**case, "device": device})
     return cases
+
+
+FUNCTION_HIDDEN_COVERS = "BatchNormFunction: N = 2, one spatial axis with a constant channel, eps = 1e-2"
 
 
 def function_cases_hidden() -> list[dict[str, Any]]:
@@ -394,34 +436,9 @@ def judge_function(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verd
     return ok()
 
 
-# --------------------------------------------------------------------------- parts
+FUNCTION = part_pair(ASSIGNMENT, "function", target="BatchNormFunction", points=(2.0, 1.0),
+                     descriptions=(FUNCTION_COVERS, FUNCTION_HIDDEN_COVERS),
+                     cases=(function_cases, function_cases_hidden), run=run_function, judge=judge_function)
 
-BACKWARD_HIDDEN = ("N = 2, tiny variance, a constant channel, eps = 1e-3, one spatial axis, mean "
-                   "1e4 x std; dout unchanged, dtype kept")
 
-
-PARTS = [
-    *part_pair(ASSIGNMENT, "backward", "batchnorm_backward", (2.0, 1.0),
-               ("batchnorm_backward on (N, D), (N, C, L) and (N, C, H, W), float64 and float32, "
-                "N = 2, a constant channel, mean 1e4 x std",
-                "batchnorm_backward: " + BACKWARD_HIDDEN),
-               (backward_cases, backward_cases_hidden), run_backward,
-               judge_backward("batchnorm_backward")),
-    *part_pair(ASSIGNMENT, "backward_compact", "batchnorm_backward_compact", (2.0, 1.0),
-               ("batchnorm_backward_compact on (N, D), (N, C, L) and (N, C, H, W), float64 and "
-                "float32, N = 2, a constant channel, mean 1e4 x std",
-                "batchnorm_backward_compact: " + BACKWARD_HIDDEN),
-               (backward_cases, backward_cases_hidden), run_backward,
-               judge_backward("batchnorm_backward_compact")),
-    *part_pair(ASSIGNMENT, "numerical_gradient", "numerical_gradient", (1.0, 1.0),
-               ("numerical_gradient against exact gradients of two smooth functions, steps h "
-                "1e-6 to 1e-4, a 1-D x and a single output",
-                "numerical_gradient with other steps h and shapes; x and dout unchanged"),
-               (gradient_cases, gradient_cases_hidden), run_gradient, judge_gradient),
-    *part_pair(ASSIGNMENT, "function", "BatchNormFunction", (2.0, 1.0),
-               ("BatchNormFunction: output, gradients and torch.autograd.gradcheck on every "
-                "device; (N, C), (N, C, L) and (N, C, H, W), N = 2, a constant channel; tensors "
-                "stay in torch",
-                "BatchNormFunction: N = 2, one spatial axis with a constant channel, eps = 1e-2"),
-               (function_cases, function_cases_hidden), run_function, judge_function),
-]
+PARTS = [*BACKWARD, *BACKWARD_COMPACT, *NUMERICAL_GRADIENT, *FUNCTION]

@@ -70,6 +70,17 @@ def random_case(label: str, shape: tuple[int, ...], dtype: type, seed: int,
     return _case(label, x.astype(dtype), gamma, beta, eps, **flags)
 
 
+# What each list of cases covers, as the test cells print it.
+FORWARD_2D_COVERS = ("batchnorm_forward on (N, D) inputs, float64 and float32, a tiny-variance column, "
+                     "N = 2, a constant column, mean 1e4 x std in float32")
+FORWARD_2D_HIDDEN_COVERS = ("batchnorm_forward on (N, D): mean 1e4 x std in float32, a constant column, "
+                            "N = 2, odd shapes, eps = 1e-3; inputs unchanged, dtype kept")
+FORWARD_4D_COVERS = ("batchnorm_forward on (N, C, H, W), (N, C, L) and three spatial axes, float64 and "
+                     "float32, a constant channel, mean 1e4 x std")
+FORWARD_4D_HIDDEN_COVERS = ("batchnorm_forward on (N, C, *spatial): odd shapes, 1 and 3 spatial axes, mean "
+                            "1e4 x std, a constant channel, tiny variance; inputs unchanged, dtype kept")
+
+
 def cases_2d() -> list[dict[str, Any]]:
     return [
         random_case("float64 x of shape (8, 5)", (8, 5), np.float64, seed=1),
@@ -162,17 +173,13 @@ def judge(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
     )
 
 
-PARTS = [
-    *part_pair(ASSIGNMENT, "forward_2d", TARGET, (2.0, 2.0),
-               ("batchnorm_forward on (N, D) inputs, float64 and float32, a tiny-variance column, "
-                "N = 2, a constant column, mean 1e4 x std in float32",
-                "batchnorm_forward on (N, D): mean 1e4 x std in float32, a constant column, "
-                "N = 2, odd shapes, eps = 1e-3; inputs unchanged, dtype kept"),
-               (cases_2d, cases_2d_hidden), run, judge),
-    *part_pair(ASSIGNMENT, "forward_4d", TARGET, (2.0, 2.0),
-               ("batchnorm_forward on (N, C, H, W), (N, C, L) and three spatial axes, float64 and "
-                "float32, a constant channel, mean 1e4 x std",
-                "batchnorm_forward on (N, C, *spatial): odd shapes, 1 and 3 spatial axes, mean "
-                "1e4 x std, a constant channel, tiny variance; inputs unchanged, dtype kept"),
-               (cases_4d, cases_4d_hidden), run, judge),
-]
+FORWARD_2D = part_pair(ASSIGNMENT, "forward_2d", target=TARGET, points=(2.0, 2.0),
+                       descriptions=(FORWARD_2D_COVERS, FORWARD_2D_HIDDEN_COVERS), cases=(cases_2d, cases_2d_hidden),
+                       run=run, judge=judge)
+
+FORWARD_4D = part_pair(ASSIGNMENT, "forward_4d", target=TARGET, points=(2.0, 2.0),
+                       descriptions=(FORWARD_4D_COVERS, FORWARD_4D_HIDDEN_COVERS), cases=(cases_4d, cases_4d_hidden),
+                       run=run, judge=judge)
+
+
+PARTS = [*FORWARD_2D, *FORWARD_4D]

@@ -111,6 +111,11 @@ def kept_share(verdicts: Sequence[Verdict]) -> float:
     return min((1.0 if v.passed else v.credit for v in verdicts), default=1.0)
 
 
+Cases = Callable[[], list[dict[str, Any]]]
+Run = Callable[[Any, dict[str, Any]], dict[str, np.ndarray]]
+Judge = Callable[[dict[str, Any], dict[str, np.ndarray]], Verdict]
+
+
 @dataclass(frozen=True)
 class Part:
     """One graded test cell.
@@ -135,9 +140,9 @@ class Part:
     points: float
     hidden: bool
     description: str
-    cases: Callable[[], list[dict[str, Any]]]
-    run: Callable[[Any, dict[str, Any]], dict[str, np.ndarray]]
-    judge: Callable[[dict[str, Any], dict[str, np.ndarray]], Verdict]
+    cases: Cases
+    run: Run
+    judge: Judge
 
     def __post_init__(self) -> None:
         if not self.id.startswith(self.assignment + "-") or not _GRADE_ID.match(self.id):
@@ -149,26 +154,22 @@ class Part:
             raise ValueError(f"points: expected a positive number, got {self.points!r}")
 
 
-def part(assignment: str, name: str, target: str, points: float, hidden: bool,
-         description: str, cases: Callable[[], list[dict[str, Any]]],
-         run: Callable[[Any, dict[str, Any]], dict[str, np.ndarray]],
-         judge: Callable[[dict[str, Any], dict[str, np.ndarray]], Verdict]) -> Part:
-    """A ``Part`` whose id is "<assignment>-<name>": how every check module lists its parts."""
+def part(assignment: str, name: str, *, target: str, points: float, description: str, cases: Cases,
+         run: Run, judge: Judge, hidden: bool = False) -> Part:
+    """A ``Part`` whose id is "<assignment>-<name>" (the fields are those of ``Part``)."""
     return Part(id=f"{assignment}-{name}", assignment=assignment, target=target,
                 points=points, hidden=hidden, description=description, cases=cases, run=run,
                 judge=judge)
 
 
-def part_pair(assignment: str, name: str, target: str, points: tuple[float, float],
-              descriptions: tuple[str, str],
-              cases: tuple[Callable[[], list[dict[str, Any]]], Callable[[], list[dict[str, Any]]]],
-              run: Callable[[Any, dict[str, Any]], dict[str, np.ndarray]],
-              judge: Callable[[dict[str, Any], dict[str, np.ndarray]], Verdict]) -> list[Part]:
-    """A visible part "<name>" and its hidden twin "<name>_hidden": same target, run and
-    judge; ``points``, ``descriptions`` and ``cases`` are (visible, hidden)."""
-    return [part(assignment, name, target, points[0], False, descriptions[0], cases[0], run, judge),
-            part(assignment, f"{name}_hidden", target, points[1], True, descriptions[1], cases[1],
-                 run, judge)]
+def part_pair(assignment: str, name: str, *, target: str, points: tuple[float, float],
+              descriptions: tuple[str, str], cases: tuple[Cases, Cases], run: Run, judge: Judge) -> list[Part]:
+    """A visible part "<name>" and its hidden twin "<name>_hidden", with the same target, run
+    and judge; ``points``, ``descriptions`` and ``cases`` are (visible, hidden)."""
+    return [part(assignment, name, target=target, points=points[0], description=descriptions[0],
+                 cases=cases[0], run=run, judge=judge),
+            part(assignment, f"{name}_hidden", target=target, points=points[1], description=descriptions[1],
+                 cases=cases[1], run=run, judge=judge, hidden=True)]
 
 
 # --------------------------------------------------------------------------- per-student cases

@@ -32,7 +32,6 @@ TOLERANCE = DtypeTolerance(float64=(1e-7, 1e-9), float32=(1e-4, 1e-4))
 BROADCAST_HINT = channel_broadcast_hint("gamma, beta, or a statistic reduced without keepdims=True")
 
 
-
 def _unpack(result: Any, target: str, names: tuple[str, ...]) -> tuple[Any, ...]:
     """A tuple of len(names) items, or a TypeError saying what came instead."""
     if not isinstance(result, tuple | list) or len(result) != len(names):
@@ -85,6 +84,10 @@ def merge_case(label: str, sizes: tuple[int, ...], channels: int, dtype: type, s
             "mean": means.astype(dtype), "m2": m2.astype(dtype)}
 
 
+MERGE_COVERS = ("merge_batch_stats: equal and unequal groups, a group of one value, an empty "
+                "group, float32 means near 1000")
+
+
 def merge_cases() -> list[dict[str, Any]]:
     return [
         merge_case("3 float64 groups of 4 values, C = 3", (4, 4, 4), 3, np.float64, seed=701),
@@ -96,6 +99,10 @@ def merge_cases() -> list[dict[str, Any]]:
                    "sum x^2 - m mu^2 cancels)",
                    (8, 5, 7), 4, np.float32, seed=704, offset=1000.0),
     ]
+
+
+MERGE_HIDDEN_COVERS = ("merge_batch_stats: two groups, empty groups in the middle and last, float32 "
+                       "means near -2000")
 
 
 def merge_cases_hidden() -> list[dict[str, Any]]:
@@ -134,6 +141,11 @@ def judge_merge(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict
                          TOLERANCE.of(case, "mean"), MERGE_VARIANTS, dtype_of="mean", inputs=("count", "mean", "m2"))
 
 
+MERGE = part_pair(ASSIGNMENT, "merge", target="merge_batch_stats", points=(2.0, 1.0),
+                  descriptions=(MERGE_COVERS, MERGE_HIDDEN_COVERS), cases=(merge_cases, merge_cases_hidden),
+                  run=run_merge, judge=judge_merge)
+
+
 # --------------------------------------------------------------------------- SyncBN forward
 
 
@@ -154,6 +166,10 @@ def sync_case(label: str, shape: tuple[int, ...], sizes: tuple[int, ...], dtype:
     }
 
 
+# What the cases cover, after what each function is checked against.
+SYNC_COVERS = "unequal ranks, a rank of one example, (N, C), (N, C, L) and (N, C, H, W), float32"
+
+
 def sync_cases() -> list[dict[str, Any]]:
     return [
         sync_case("float64 x of shape (12, 3) on 3 ranks of sizes (5, 1, 6)", (12, 3), (5, 1, 6),
@@ -164,6 +180,9 @@ def sync_cases() -> list[dict[str, Any]]:
         sync_case("float32 x of shape (5, 3, 4) on 2 ranks of sizes (2, 3)", (5, 3, 4), (2, 3),
                   np.float32, seed=723),
     ]
+
+
+SYNC_HIDDEN_COVERS = "4 ranks, (N, C, L) with eps = 1e-2, equal float32 ranks"
 
 
 def sync_cases_hidden() -> list[dict[str, Any]]:
@@ -214,6 +233,13 @@ def judge_forward(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdi
                          SYNC_FORWARD_VARIANTS, dtype_of="x", inputs=("x", "gamma", "beta"))
 
 
+FORWARD = part_pair(ASSIGNMENT, "forward", target="sync_batchnorm_forward", points=(2.0, 1.0),
+                    descriptions=(f"sync_batchnorm_forward equals BN over the whole batch: {SYNC_COVERS}",
+                                  f"sync_batchnorm_forward: {SYNC_HIDDEN_COVERS}"),
+                    cases=(sync_cases, sync_cases_hidden),
+                    run=run_forward, judge=judge_forward)
+
+
 # --------------------------------------------------------------------------- SyncBN backward
 
 
@@ -255,27 +281,12 @@ def judge_backward(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verd
                          inputs=("x", "gamma", "beta", "dout"))
 
 
-# --------------------------------------------------------------------------- parts
+BACKWARD = part_pair(ASSIGNMENT, "backward", target="sync_batchnorm_backward", points=(2.0, 1.0),
+                     descriptions=(f"sync_batchnorm_backward equals BN's backward over the whole batch (dx per rank, "
+                                   f"dgamma and dbeta of the whole batch): {SYNC_COVERS}",
+                                   f"sync_batchnorm_backward: {SYNC_HIDDEN_COVERS}"),
+                     cases=(sync_cases, sync_cases_hidden),
+                     run=run_backward, judge=judge_backward)
 
 
-# What the hidden forward and backward parts both try (they share their cases).
-SYNC_HIDDEN = "4 ranks, (N, C, L) with eps = 1e-2, equal float32 ranks"
-
-PARTS = [
-    *part_pair(ASSIGNMENT, "merge", "merge_batch_stats", (2.0, 1.0),
-               ("merge_batch_stats: equal and unequal groups, a group of one value, an empty "
-                "group, float32 means near 1000",
-                "merge_batch_stats: two groups, empty groups in the middle and last, float32 "
-                "means near -2000"),
-               (merge_cases, merge_cases_hidden), run_merge, judge_merge),
-    *part_pair(ASSIGNMENT, "forward", "sync_batchnorm_forward", (2.0, 1.0),
-               ("sync_batchnorm_forward equals BN over the whole batch: unequal ranks, a rank "
-                "of one example, (N, C), (N, C, L) and (N, C, H, W), float32",
-                "sync_batchnorm_forward: " + SYNC_HIDDEN),
-               (sync_cases, sync_cases_hidden), run_forward, judge_forward),
-    *part_pair(ASSIGNMENT, "backward", "sync_batchnorm_backward", (2.0, 1.0),
-               ("sync_batchnorm_backward equals BN's backward over the whole batch: dx per "
-                "rank, dgamma and dbeta of the whole batch; (N, C), (N, C, L) and (N, C, H, W)",
-                "sync_batchnorm_backward: " + SYNC_HIDDEN),
-               (sync_cases, sync_cases_hidden), run_backward, judge_backward),
-]
+PARTS = [*MERGE, *FORWARD, *BACKWARD]

@@ -122,6 +122,25 @@ def _blame_layers(case: dict[str, Any], outputs: dict[str, np.ndarray], verdict:
                 f"wrong_{name.removeprefix('batchnorm_')}")
 
 
+BATCHNORM_BACKWARD_COVERS = "your batchnorm_backward from assignment 04, on (N, D) inputs"
+
+
+def _backward_cases_2d() -> list[dict[str, Any]]:
+    """Assignment 04's visible backward cases in the (N, D) layout, the only one this network uses."""
+    return [case for case in backprop.backward_cases() if np.asarray(case["x"]).ndim == 2]
+
+
+BATCHNORM_FORWARD_COVERS = "your batchnorm_forward from assignment 03, on (N, D) inputs"
+
+BATCHNORM_FORWARD = part(ASSIGNMENT, "batchnorm_forward", target="batchnorm_forward", points=1.0,
+                         description=BATCHNORM_FORWARD_COVERS, cases=bn_transform.cases_2d, run=bn_transform.run,
+                         judge=bn_transform.judge)
+
+BATCHNORM_BACKWARD = part(ASSIGNMENT, "batchnorm_backward", target="batchnorm_backward", points=1.0,
+                          description=BATCHNORM_BACKWARD_COVERS, cases=_backward_cases_2d, run=backprop.run_backward,
+                          judge=backprop.judge_backward("batchnorm_backward"))
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -230,39 +249,43 @@ def _judge_train(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdic
     return verdict if int(case["runs"]) < 2 else _reproducibility_verdict(case, outputs, where)
 
 
-def _backward_cases_2d() -> list[dict[str, Any]]:
-    """Assignment 04's visible backward cases in the (N, D) layout, the only one this network uses."""
-    return [case for case in backprop.backward_cases() if np.asarray(case["x"]).ndim == 2]
-
-
 _BN_AT_HIGH_LR = f"the BN network trained at lr = {HIGH_LR} reaches {TARGET_ACCURACY:.0%} test accuracy"
 
-PARTS = [
-    part(ASSIGNMENT, "batchnorm_forward", "batchnorm_forward", 1.0, False,
-         "your batchnorm_forward from assignment 03, on (N, D) inputs",
-         bn_transform.cases_2d, bn_transform.run, bn_transform.judge),
-    part(ASSIGNMENT, "batchnorm_backward", "batchnorm_backward", 1.0, False,
-         "your batchnorm_backward from assignment 04, on (N, D) inputs",
-         _backward_cases_2d, backprop.run_backward,
-         backprop.judge_backward("batchnorm_backward")),
-    part(ASSIGNMENT, "train_plain", "train", 2.0, False,
-         f"the plain network trained at lr = {LOW_LR} reaches {TARGET_ACCURACY:.0%} test accuracy",
-         lambda: [_train_case(f"plain network, lr = {LOW_LR}", False, LOW_LR)],
-         _run_train, _judge_train),
-    part(ASSIGNMENT, "plain_diverges", "train", 1.0, False,
-         f"the plain network trained at lr = {HIGH_LR} stays below {DIVERGED_ACCURACY:.0%}",
-         lambda: [_train_case(f"plain network, lr = {HIGH_LR}", False, HIGH_LR, goal="diverge")],
-         _run_train, _judge_train),
-    *part_pair(
-        ASSIGNMENT, "train_bn", "train", (3.0, 2.0),
-        (f"{_BN_AT_HIGH_LR} with seed 0 on split seed 0, and with seed 1 on split seed 2, where two "
-         "runs give the same parameters (a miss names a wrong batchnorm_forward or batchnorm_backward first)",
-         f"{_BN_AT_HIGH_LR} with seed 3 on split seed 1, and two runs with that seed give the same "
-         "parameters"),
-        (lambda: [_train_case(f"BN network, lr = {HIGH_LR}", True, HIGH_LR),
-                  _train_case(f"BN network, lr = {HIGH_LR}, seed = 1, split seed = 2, trained twice", True,
-                              HIGH_LR, seed=1, split_seed=2, runs=2)],
-         lambda: [_train_case(f"BN network, lr = {HIGH_LR}, seed = 3, split seed = 1, trained twice", True,
-                              HIGH_LR, seed=3, split_seed=1, runs=2)]),
-        _run_train, _judge_train),
-]
+TRAIN_PLAIN_COVERS = f"the plain network trained at lr = {LOW_LR} reaches {TARGET_ACCURACY:.0%} test accuracy"
+
+TRAIN_PLAIN = part(ASSIGNMENT, "train_plain", target="train", points=2.0, description=TRAIN_PLAIN_COVERS,
+                   cases=lambda: [_train_case(f"plain network, lr = {LOW_LR}", False, LOW_LR)], run=_run_train,
+                   judge=_judge_train)
+
+PLAIN_DIVERGES_COVERS = f"the plain network trained at lr = {HIGH_LR} stays below {DIVERGED_ACCURACY:.0%}"
+
+PLAIN_DIVERGES = part(ASSIGNMENT, "plain_diverges", target="train", points=1.0, description=PLAIN_DIVERGES_COVERS,
+                      cases=lambda: [_train_case(f"plain network, lr = {HIGH_LR}", False, HIGH_LR, goal="diverge")],
+                      run=_run_train, judge=_judge_train)
+
+
+TRAIN_BN_COVERS = (f"{_BN_AT_HIGH_LR} with seed 0 on split seed 0, and with seed 1 on split seed 2, where two "
+                   "runs give the same parameters (a miss names a wrong batchnorm_forward or batchnorm_backward first)")
+
+
+def _train_bn_cases() -> list[dict[str, Any]]:
+    return [_train_case(f"BN network, lr = {HIGH_LR}", True, HIGH_LR),
+            _train_case(f"BN network, lr = {HIGH_LR}, seed = 1, split seed = 2, trained twice", True,
+                        HIGH_LR, seed=1, split_seed=2, runs=2)]
+
+
+TRAIN_BN_HIDDEN_COVERS = (f"{_BN_AT_HIGH_LR} with seed 3 on split seed 1, and two runs with that seed give the same "
+                          "parameters")
+
+
+def _train_bn_hidden_cases() -> list[dict[str, Any]]:
+    return [_train_case(f"BN network, lr = {HIGH_LR}, seed = 3, split seed = 1, trained twice", True,
+                        HIGH_LR, seed=3, split_seed=1, runs=2)]
+
+
+TRAIN_BN = part_pair(ASSIGNMENT, "train_bn", target="train", points=(3.0, 2.0),
+                     descriptions=(TRAIN_BN_COVERS, TRAIN_BN_HIDDEN_COVERS),
+                     cases=(_train_bn_cases, _train_bn_hidden_cases), run=_run_train, judge=_judge_train)
+
+
+PARTS = [BATCHNORM_FORWARD, BATCHNORM_BACKWARD, TRAIN_PLAIN, PLAIN_DIVERGES, *TRAIN_BN]

@@ -55,7 +55,6 @@ def _numpy_outputs(values: Any, names: tuple[str, ...], target: str) -> dict[str
             for name, value in zip(names, values, strict=True)}
 
 
-
 def _channels(rng: np.random.Generator, channels: int, dtype: type) -> dict[str, np.ndarray]:
     """Per-channel parameters: gamma != 1, beta != 0, running stats far from any batch's."""
     var = rng.uniform(0.5, 4.0, size=channels)
@@ -86,6 +85,10 @@ def running_case(label: str, shape: tuple[int, ...], dtype: type, seed: int,
             "running_mean": stats["running_mean"], "running_var": stats["running_var"]}
 
 
+RUNNING_STATS_COVERS = ("update_running_stats on (N, C), (N, C, L) and (N, C, H, W), N = 2, momentum "
+                        "0.1 to 1.0, float64 and float32")
+
+
 def running_cases() -> list[dict[str, Any]]:
     return [
         running_case("float64 x of shape (8, 3), momentum 0.1", (8, 3), np.float64, seed=101),
@@ -97,6 +100,10 @@ def running_cases() -> list[dict[str, Any]]:
         running_case("float32 x of shape (3, 3, 4), one spatial axis, momentum 1.0", (3, 3, 4),
                      np.float32, seed=104, momentum=1.0),
     ]
+
+
+RUNNING_STATS_HIDDEN_COVERS = ("update_running_stats: N = 2, (N, C, H, W), (N, C, L), momentum 0.3 and 1.0; "
+                               "inputs unchanged, dtype kept")
 
 
 def running_cases_hidden() -> list[dict[str, Any]]:
@@ -128,6 +135,11 @@ def judge_running(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdi
                          inputs=("running_mean", "running_var", "x"))
 
 
+RUNNING_STATS = part_pair(ASSIGNMENT, "running_stats", target="update_running_stats", points=(1.0, 1.0),
+                          descriptions=(RUNNING_STATS_COVERS, RUNNING_STATS_HIDDEN_COVERS),
+                          cases=(running_cases, running_cases_hidden), run=run_running, judge=judge_running)
+
+
 # --------------------------------------------------------------------------- population statistics
 
 
@@ -135,6 +147,10 @@ def population_case(label: str, shape: tuple[int, ...], dtype: type, seed: int) 
     """``batches`` is one array (K, *batch shape); run hands the student a list of K batches."""
     rng = case_rng(seed)
     return {"label": label, "batches": _data(rng, shape, dtype)}
+
+
+POPULATION_STATS_COVERS = ("population_stats over several (m, C) batches, a single batch, (N, C, L) and "
+                           "(N, C, H, W) batches")
 
 
 def population_cases() -> list[dict[str, Any]]:
@@ -148,6 +164,9 @@ def population_cases() -> list[dict[str, Any]]:
         population_case("2 float64 batches of shape (3, 2, 4), one spatial axis", (2, 3, 2, 4),
                         np.float64, seed=125),
     ]
+
+
+POPULATION_STATS_HIDDEN_COVERS = "population_stats: a single batch with m = 2, (N, C, H, W) batches"
 
 
 def population_cases_hidden() -> list[dict[str, Any]]:
@@ -175,6 +194,12 @@ def judge_population(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Ve
                          inputs=("batches",))
 
 
+POPULATION_STATS = part_pair(ASSIGNMENT, "population_stats", target="population_stats", points=(1.0, 1.0),
+                             descriptions=(POPULATION_STATS_COVERS, POPULATION_STATS_HIDDEN_COVERS),
+                             cases=(population_cases, population_cases_hidden), run=run_population,
+                             judge=judge_population)
+
+
 # --------------------------------------------------------------------------- inference transform
 
 
@@ -183,6 +208,9 @@ def inference_case(label: str, shape: tuple[int, ...], dtype: type, seed: int,
     rng = case_rng(seed)
     return {"label": label, "x": _data(rng, shape, dtype), "eps": eps,
             **_channels(rng, shape[1], dtype)}
+
+
+INFERENCE_COVERS = "batchnorm_inference on (N, C), (N, C, L) and (N, C, H, W), a single example"
 
 
 def inference_cases() -> list[dict[str, Any]]:
@@ -195,6 +223,9 @@ def inference_cases() -> list[dict[str, Any]]:
         inference_case("float64 x of shape (2, 3, 4), one spatial axis, eps = 1e-1", (2, 3, 4),
                        np.float64, seed=144, eps=1e-1),
     ]
+
+
+INFERENCE_HIDDEN_COVERS = "batchnorm_inference: a single example, (N, C, L), eps = 1e-2, float32"
 
 
 def inference_cases_hidden() -> list[dict[str, Any]]:
@@ -225,6 +256,11 @@ def judge_inference(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Ver
                          INFERENCE_VARIANTS, dtype_of="x", inputs=_INFERENCE_INPUTS)
 
 
+INFERENCE = part_pair(ASSIGNMENT, "inference", target="batchnorm_inference", points=(1.0, 1.0),
+                      descriptions=(INFERENCE_COVERS, INFERENCE_HIDDEN_COVERS),
+                      cases=(inference_cases, inference_cases_hidden), run=run_inference, judge=judge_inference)
+
+
 # --------------------------------------------------------------------------- folding
 
 
@@ -241,6 +277,9 @@ def fold_case(label: str, weight_shape: tuple[int, ...], dtype: type, seed: int,
     return case
 
 
+FOLD_COVERS = "fold_batchnorm into Linear, Conv1d and Conv2d weights, with bias and bias None"
+
+
 def fold_cases() -> list[dict[str, Any]]:
     return [
         fold_case("float64 Linear weight (4, 3) with bias", (4, 3), np.float64, seed=161),
@@ -253,6 +292,9 @@ def fold_cases() -> list[dict[str, Any]]:
         fold_case("float32 Conv1d weight (3, 2, 3) with bias", (3, 2, 3), np.float32,
                   seed=165),
     ]
+
+
+FOLD_HIDDEN_COVERS = "fold_batchnorm: Conv2d and Conv1d weights, bias None, eps = 1e-3"
 
 
 def fold_cases_hidden() -> list[dict[str, Any]]:
@@ -297,6 +339,11 @@ def judge_fold(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
                          inputs=_FOLD_INPUTS)
 
 
+FOLD = part_pair(ASSIGNMENT, "fold", target="fold_batchnorm", points=(1.0, 1.0),
+                 descriptions=(FOLD_COVERS, FOLD_HIDDEN_COVERS), cases=(fold_cases, fold_cases_hidden), run=run_fold,
+                 judge=judge_fold)
+
+
 # --------------------------------------------------------------------------- the layer
 
 STEPS = 3  # training steps before switching to eval
@@ -316,6 +363,11 @@ def layer_case(label: str, shape: tuple[int, ...], seed: int, momentum: float = 
     }
 
 
+LAYER_COVERS = ("BatchNorm1d against torch.nn.BatchNorm1d: 3 training steps (outputs, input "
+                "gradients, running statistics), then eval; (N, C) and (N, C, L), N = 2; "
+                "running_mean and running_var registered as buffers")
+
+
 def layer_cases() -> list[dict[str, Any]]:
     return [
         layer_case("BatchNorm1d(4), batches of shape (8, 4)", (8, 4), seed=181),
@@ -324,6 +376,9 @@ def layer_cases() -> list[dict[str, Any]]:
         layer_case("BatchNorm1d(2, momentum=0.5, eps=1e-2), batches of shape (2, 2)", (2, 2),
                    seed=183, momentum=0.5, eps=1e-2),
     ]
+
+
+LAYER_HIDDEN_COVERS = "BatchNorm1d: N = 2 with momentum 0.3 and eps = 1e-3, (N, C, L) inputs"
 
 
 def layer_cases_hidden() -> list[dict[str, Any]]:
@@ -534,33 +589,9 @@ def judge_layer(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict
                          labels=_layer_labels())
 
 
-# --------------------------------------------------------------------------- parts
+LAYER = part_pair(ASSIGNMENT, "layer", target="BatchNorm1d", points=(2.0, 1.0),
+                  descriptions=(LAYER_COVERS, LAYER_HIDDEN_COVERS), cases=(layer_cases, layer_cases_hidden),
+                  run=run_layer, judge=judge_layer)
 
 
-PARTS = [
-    *part_pair(ASSIGNMENT, "running_stats", "update_running_stats", (1.0, 1.0),
-               ("update_running_stats on (N, C), (N, C, L) and (N, C, H, W), N = 2, momentum "
-                "0.1 to 1.0, float64 and float32",
-                "update_running_stats: N = 2, (N, C, H, W), (N, C, L), momentum 0.3 and 1.0; "
-                "inputs unchanged, dtype kept"),
-               (running_cases, running_cases_hidden), run_running, judge_running),
-    *part_pair(ASSIGNMENT, "population_stats", "population_stats", (1.0, 1.0),
-               ("population_stats over several (m, C) batches, a single batch, (N, C, L) and "
-                "(N, C, H, W) batches",
-                "population_stats: a single batch with m = 2, (N, C, H, W) batches"),
-               (population_cases, population_cases_hidden), run_population, judge_population),
-    *part_pair(ASSIGNMENT, "inference", "batchnorm_inference", (1.0, 1.0),
-               ("batchnorm_inference on (N, C), (N, C, L) and (N, C, H, W), a single example",
-                "batchnorm_inference: a single example, (N, C, L), eps = 1e-2, float32"),
-               (inference_cases, inference_cases_hidden), run_inference, judge_inference),
-    *part_pair(ASSIGNMENT, "fold", "fold_batchnorm", (1.0, 1.0),
-               ("fold_batchnorm into Linear, Conv1d and Conv2d weights, with bias and bias None",
-                "fold_batchnorm: Conv2d and Conv1d weights, bias None, eps = 1e-3"),
-               (fold_cases, fold_cases_hidden), run_fold, judge_fold),
-    *part_pair(ASSIGNMENT, "layer", "BatchNorm1d", (2.0, 1.0),
-               ("BatchNorm1d against torch.nn.BatchNorm1d: 3 training steps (outputs, input "
-                "gradients, running statistics), then eval; (N, C) and (N, C, L), N = 2; "
-                "running_mean and running_var registered as buffers",
-                "BatchNorm1d: N = 2 with momentum 0.3 and eps = 1e-3, (N, C, L) inputs"),
-               (layer_cases, layer_cases_hidden), run_layer, judge_layer),
-]
+PARTS = [*RUNNING_STATS, *POPULATION_STATS, *INFERENCE, *FOLD, *LAYER]

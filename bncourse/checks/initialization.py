@@ -77,10 +77,17 @@ def _xavier_cases(sizes: list[tuple[int, int]]) -> list[dict[str, Any]]:
     ]
 
 
+XAVIER_UNIFORM_COVERS = ("xavier_uniform: shape (fan_out, fan_in), bound, variance 2/(fan_in+fan_out), "
+                         "uniform law, uses rng; a single row or column, a very unbalanced layer")
+
+
 def _xavier_visible_cases() -> list[dict[str, Any]]:
     # fan_in != fan_out in the first two so every wrong variance above is distinguishable.
     # Then smaller twins of the hidden categories: a single row or column, a very unbalanced layer.
     return _xavier_cases([(300, 100), (120, 360), (256, 256), (1500, 15), (1, 4), (6, 1)])
+
+
+XAVIER_UNIFORM_HIDDEN_COVERS = "xavier_uniform on a single row/column and a very unbalanced layer"
 
 
 def _xavier_hidden_cases() -> list[dict[str, Any]]:
@@ -255,6 +262,27 @@ def _wrong_scale(where: str, w: np.ndarray, fan_in: int, fan_out: int) -> Verdic
     return None
 
 
+def _judge_xavier_uniform(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
+    return _judge_xavier(case, outputs, "uniform")
+
+
+XAVIER_UNIFORM = part_pair(ASSIGNMENT, "xavier_uniform", target="xavier_uniform", points=(2.0, 1.0),
+                           descriptions=(XAVIER_UNIFORM_COVERS, XAVIER_UNIFORM_HIDDEN_COVERS),
+                           cases=(_xavier_visible_cases, _xavier_hidden_cases), run=_run_xavier,
+                           judge=_judge_xavier_uniform)
+
+
+def _judge_xavier_normal(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
+    return _judge_xavier(case, outputs, "normal")
+
+
+XAVIER_NORMAL_COVERS = "xavier_normal: shape, variance 2/(fan_in+fan_out), normal law, uses rng"
+
+XAVIER_NORMAL = part(ASSIGNMENT, "xavier_normal", target="xavier_normal", points=2.0, description=XAVIER_NORMAL_COVERS,
+                     cases=lambda: _xavier_visible_cases() + _xavier_hidden_cases(), run=_run_xavier,
+                     judge=_judge_xavier_normal)
+
+
 # ---------------------------------------------------------------------------------------------
 # activation_stats
 # ---------------------------------------------------------------------------------------------
@@ -274,6 +302,10 @@ def _stats_case(widths: list[int], activation: str, n: int, seed: int, dtype: st
     return case
 
 
+ACTIVATION_STATS_COVERS = ("activation_stats: per-layer mean and std of z = g(u W^T) against the float64 "
+                           "reference; one layer and one example, float32")
+
+
 def _stats_visible_cases() -> list[dict[str, Any]]:
     return [
         _stats_case([40, 40, 40, 40], "tanh", 50, 0, "float64"),
@@ -282,6 +314,10 @@ def _stats_visible_cases() -> list[dict[str, Any]]:
         _stats_case([8, 8], "sigmoid", 1, 5, "float64"),
         _stats_case([24, 24, 24], "tanh", 12, 6, "float32"),
     ]
+
+
+ACTIVATION_STATS_HIDDEN_COVERS = ("activation_stats: one layer and one example, non-square layers, float32, inputs "
+                                  "not mutated")
 
 
 def _stats_hidden_cases() -> list[dict[str, Any]]:
@@ -382,6 +418,12 @@ def _judge_stats(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdic
     return ok()
 
 
+ACTIVATION_STATS = part_pair(ASSIGNMENT, "activation_stats", target="activation_stats", points=(2.0, 1.0),
+                             descriptions=(ACTIVATION_STATS_COVERS, ACTIVATION_STATS_HIDDEN_COVERS),
+                             cases=(_stats_visible_cases, _stats_hidden_cases), run=_run_stats,
+                             judge=with_side_properties(_judge_stats, "activation_stats", [], None, _stats_inputs))
+
+
 # ---------------------------------------------------------------------------------------------
 # classify_signal
 # ---------------------------------------------------------------------------------------------
@@ -457,37 +499,15 @@ def _judge_classify(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Ver
     return fail(f"For {what} you returned {got!r}, expected {expected!r}.")
 
 
-def _judge_xavier_uniform(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
-    return _judge_xavier(case, outputs, "uniform")
+CLASSIFY_SIGNAL_COVERS = ("classify_signal on std profiles of real linear, ReLU, tanh and sigmoid forward "
+                          "passes, with overflow, underflow and depth 3")
+CLASSIFY_SIGNAL_HIDDEN_COVERS = ("classify_signal on tanh/sigmoid profiles, overflow (inf/nan), underflow "
+                                 "(zeros), depth 2")
+
+CLASSIFY_SIGNAL = part_pair(ASSIGNMENT, "classify_signal", target="classify_signal", points=(1.0, 1.0),
+                            descriptions=(CLASSIFY_SIGNAL_COVERS, CLASSIFY_SIGNAL_HIDDEN_COVERS),
+                            cases=(lambda: _profile_cases(_VISIBLE_PROFILES), lambda: _profile_cases(_HIDDEN_PROFILES)),
+                            run=_run_classify, judge=_judge_classify)
 
 
-def _judge_xavier_normal(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdict:
-    return _judge_xavier(case, outputs, "normal")
-
-
-PARTS = [
-    *part_pair(ASSIGNMENT, "xavier_uniform", "xavier_uniform", (2.0, 1.0),
-               ("xavier_uniform: shape (fan_out, fan_in), bound, variance 2/(fan_in+fan_out), "
-                "uniform law, uses rng; a single row or column, a very unbalanced layer",
-                "xavier_uniform on a single row/column and a very unbalanced layer"),
-               (_xavier_visible_cases, _xavier_hidden_cases), _run_xavier, _judge_xavier_uniform),
-    part(ASSIGNMENT, "xavier_normal", "xavier_normal", 2.0, False,
-         "xavier_normal: shape, variance 2/(fan_in+fan_out), normal law, uses rng",
-         lambda: _xavier_visible_cases() + _xavier_hidden_cases(), _run_xavier,
-         _judge_xavier_normal),
-    *part_pair(ASSIGNMENT, "activation_stats", "activation_stats", (2.0, 1.0),
-               ("activation_stats: per-layer mean and std of z = g(u W^T) against the float64 "
-                "reference; one layer and one example, float32",
-                "activation_stats: one layer and one example, non-square layers, float32, inputs "
-                "not mutated"),
-               (_stats_visible_cases, _stats_hidden_cases), _run_stats,
-               # inputs unchanged: a side property (core.with_side_properties)
-               with_side_properties(_judge_stats, "activation_stats", [], None, _stats_inputs)),
-    *part_pair(ASSIGNMENT, "classify_signal", "classify_signal", (1.0, 1.0),
-               ("classify_signal on std profiles of real linear, ReLU, tanh and sigmoid forward "
-                "passes, with overflow, underflow and depth 3",
-                "classify_signal on tanh/sigmoid profiles, overflow (inf/nan), underflow "
-                "(zeros), depth 2"),
-               (lambda: _profile_cases(_VISIBLE_PROFILES), lambda: _profile_cases(_HIDDEN_PROFILES)),
-               _run_classify, _judge_classify),
-]
+PARTS = [*XAVIER_UNIFORM, XAVIER_NORMAL, *ACTIVATION_STATS, *CLASSIFY_SIGNAL]

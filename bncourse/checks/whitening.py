@@ -78,6 +78,10 @@ def _standardize_case(label: str, N: int, D: int, seed: int, dtype: type, eps: f
     return {"label": label, "x": x.astype(dtype), "eps": eps, **{k: int(v) for k, v in flags.items()}}
 
 
+STANDARDIZE_COVERS = ("standardize on (N, D) inputs, float64 and float32, with a tiny-variance column, "
+                      "N = 2, a constant column, D = 1, eps = 1e-2, mean 1e4 x std in float32")
+
+
 def _standardize_cases() -> list[dict[str, Any]]:
     return [
         _standardize_case("float64 x of shape (20, 3)", 20, 3, 1, np.float64),
@@ -91,6 +95,10 @@ def _standardize_cases() -> list[dict[str, Any]]:
         _standardize_case("float32 x of shape (32, 2) with mean 1e4 x std", 32, 2, 13,
                           np.float32, offset=1e4, large_offset=1),
     ]
+
+
+STANDARDIZE_HIDDEN_COVERS = ("standardize: mean 1e4 x std in float32, a constant column, N = 2, D = 1, "
+                             "eps = 1e-2; input unchanged, dtype kept")
 
 
 def _standardize_hidden_cases() -> list[dict[str, Any]]:
@@ -176,6 +184,12 @@ def _judge_standardize(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> 
     return diagnose(where, case, outputs, {"out": expected}, _standardize_tolerance(case), STANDARDIZE_VARIANTS)
 
 
+STANDARDIZE = part_pair(ASSIGNMENT, "standardize", target="standardize", points=(2.0, 1.0),
+                        descriptions=(STANDARDIZE_COVERS, STANDARDIZE_HIDDEN_COVERS),
+                        cases=(_standardize_cases, _standardize_hidden_cases), run=_run_standardize,
+                        judge=with_side_properties(_judge_standardize, "standardize", ["out"], "x", ["x"]))
+
+
 # ---------------------------------------------------------------------------------------------
 # whiten
 # ---------------------------------------------------------------------------------------------
@@ -203,14 +217,26 @@ def _visible_whiten_cases(method: str, seed: int, smallest: dict[str, Any]) -> l
     ]
 
 
+WHITEN_ZCA_COVERS = ("whiten(method='zca'): centring, x_white = (x - mean) @ W, symmetric W, cov(x_white) = I, "
+                     "agreement with bncourse; a constant column, D = 1, eps = 1e-2")
+
+
 def _zca_cases() -> list[dict[str, Any]]:
     return _visible_whiten_cases("zca", 11, _whiten_case("float64 x of shape (15, 1), method='zca', eps=1e-2",
                                                          "zca", 15, 1, 14, eps=1e-2))
 
 
+WHITEN_PCA_COVERS = ("whiten(method='pca'): centring, cov(x_white) = I, principal axes in decreasing order, "
+                     "agreement with bncourse up to signs; a constant column, N = 4")
+
+
 def _pca_cases() -> list[dict[str, Any]]:
     return _visible_whiten_cases("pca", 21, _whiten_case("float64 x of shape (4, 2), method='pca'", "pca",
                                                          4, 2, 24))
+
+
+WHITEN_HIDDEN_COVERS = ("whiten: D = 1, N = 3, D = 12, float32, a constant column, eps = 1e-2; input unchanged, "
+                        "dtype kept")
 
 
 def _whiten_hidden_cases() -> list[dict[str, Any]]:
@@ -433,6 +459,16 @@ _judge_whiten = with_side_properties(_judge_whiten_values, "whiten", ["x_white",
                                      "x", ["x"])
 
 
+WHITEN_ZCA = part(ASSIGNMENT, "whiten_zca", target="whiten", points=2.0, description=WHITEN_ZCA_COVERS,
+                  cases=_zca_cases, run=_run_whiten, judge=_judge_whiten)
+
+WHITEN_PCA = part(ASSIGNMENT, "whiten_pca", target="whiten", points=2.0, description=WHITEN_PCA_COVERS,
+                  cases=_pca_cases, run=_run_whiten, judge=_judge_whiten)
+
+WHITEN_HIDDEN = part(ASSIGNMENT, "whiten_hidden", target="whiten", points=2.0, hidden=True,
+                     description=WHITEN_HIDDEN_COVERS, cases=_whiten_hidden_cases, run=_run_whiten, judge=_judge_whiten)
+
+
 # ---------------------------------------------------------------------------------------------
 # Flop counts
 # ---------------------------------------------------------------------------------------------
@@ -497,27 +533,16 @@ def _judge_flops(case: dict[str, Any], outputs: dict[str, np.ndarray]) -> Verdic
     return fail(f"{where} = {got:.4g}, expected {expected:.4g} (within {FLOPS_RTOL:.0%}) by the counting rules.")
 
 
-PARTS = [
-    *part_pair(ASSIGNMENT, "standardize", "standardize", (2.0, 1.0),
-               ("standardize on (N, D) inputs, float64 and float32, with a tiny-variance column, "
-                "N = 2, a constant column, D = 1, eps = 1e-2, mean 1e4 x std in float32",
-                "standardize: mean 1e4 x std in float32, a constant column, N = 2, D = 1, "
-                "eps = 1e-2; input unchanged, dtype kept"),
-               (_standardize_cases, _standardize_hidden_cases), _run_standardize,
-               with_side_properties(_judge_standardize, "standardize", ["out"], "x", ["x"])),
-    part(ASSIGNMENT, "whiten_zca", "whiten", 2.0, False,
-         "whiten(method='zca'): centring, x_white = (x - mean) @ W, symmetric W, cov(x_white) = I, "
-         "agreement with bncourse; a constant column, D = 1, eps = 1e-2", _zca_cases, _run_whiten, _judge_whiten),
-    part(ASSIGNMENT, "whiten_pca", "whiten", 2.0, False,
-         "whiten(method='pca'): centring, cov(x_white) = I, principal axes in decreasing order, "
-         "agreement with bncourse up to signs; a constant column, N = 4", _pca_cases, _run_whiten, _judge_whiten),
-    part(ASSIGNMENT, "whiten_hidden", "whiten", 2.0, True,
-         "whiten: D = 1, N = 3, D = 12, float32, a constant column, eps = 1e-2; input unchanged, "
-         "dtype kept", _whiten_hidden_cases, _run_whiten, _judge_whiten),
-    part(ASSIGNMENT, "standardize_flops", "standardize_flops", 1.0, False,
-         "standardize_flops(N, d) follows the counting rules, from N >> d to d >> N",
-         lambda: _flops_cases("-"), _run_standardize_flops, _judge_flops),
-    part(ASSIGNMENT, "whiten_flops", "whiten_flops", 1.0, False,
-         "whiten_flops(N, d, method) follows the counting rules, from N >> d to d >> N",
-         lambda: _flops_cases(None), _run_whiten_flops, _judge_flops),
-]
+STANDARDIZE_FLOPS_COVERS = "standardize_flops(N, d) follows the counting rules, from N >> d to d >> N"
+
+STANDARDIZE_FLOPS = part(ASSIGNMENT, "standardize_flops", target="standardize_flops", points=1.0,
+                         description=STANDARDIZE_FLOPS_COVERS, cases=lambda: _flops_cases("-"),
+                         run=_run_standardize_flops, judge=_judge_flops)
+
+WHITEN_FLOPS_COVERS = "whiten_flops(N, d, method) follows the counting rules, from N >> d to d >> N"
+
+WHITEN_FLOPS = part(ASSIGNMENT, "whiten_flops", target="whiten_flops", points=1.0, description=WHITEN_FLOPS_COVERS,
+                    cases=lambda: _flops_cases(None), run=_run_whiten_flops, judge=_judge_flops)
+
+
+PARTS = [*STANDARDIZE, WHITEN_ZCA, WHITEN_PCA, WHITEN_HIDDEN, STANDARDIZE_FLOPS, WHITEN_FLOPS]
