@@ -135,7 +135,8 @@ def test_cached_result_matches_the_current_configuration(path):
             assert np.all(np.isfinite(value)), f"{path}: {key} has non-finite values"
 
 
-# The start of a cached run, recomputed from today's code: (overrides, slices to compare)
+# The start of a cached run, recomputed from today's code: (overrides, what to compare). What to
+# compare maps a key to a slice, or to a list of slices and (slice, tolerance) pairs.
 PREFIXES = {
     "figure1": ({"seeds": [0], "steps": 100},
                 {"test_accuracy": np.s_[:, :1, :3], "percentiles": np.s_[:, :1, :, :3],
@@ -147,10 +148,19 @@ PREFIXES = {
     "diagnostics": ({"steps": 20, "snapshots": [0]},
                     {"initial_loss": np.s_[:], "update_ratio": np.s_[:, :20],
                      "act_hist": np.s_[:, :1], "grad_std": np.s_[:, :1]}),
+    # decay 5e-3 at lr = 0.5 (row 2) amplifies rounding that differs between CPUs (BLAS kernels
+    # chosen by instruction set): 8.6e-4 relative on sq_norm and 5 test images by step 100
+    # where rows 0 and 1 agreed to 1e-7. Row 2 gets 1e-2 on sq_norm, still 40x smaller than
+    # what the decay does to it by step 100 (0.63 against 1.03 without decay), and 15 images.
     "weight_decay": ({"seeds": [0], "steps": 100},
-                     {"sq_norm": np.s_[:, :1, :3], "test_accuracy": np.s_[:, :1, :3]}),
+                     {"sq_norm": [np.s_[:2, :1, :3], (np.s_[2:, :1, :3], {"rtol": 1e-2})],
+                      "test_accuracy": [np.s_[:2, :1, :3], (np.s_[2:, :1, :3], {"atol": 15 / 449})]}),
+    # The plain convnet at lr = 0.5 is chaotic (the chapter's point): float32 rounding that
+    # differs between CPUs (oneDNN picks its convolution kernels by instruction set) has
+    # changed its test accuracy at step 100 by 0.19 while steps 0 and 50 agreed, so that row
+    # is compared to step 50 and the stable rows (the smaller lr, and BN) to step 100.
     "convnet": ({"seeds": [0], "steps": 100, "timing_repeats": 1},
-                {"test_accuracy": np.s_[:, :, :1, :3]}),
+                {"test_accuracy": [np.s_[:, :, :1, :2], np.s_[1, :, :1, :3], np.s_[0, :1, :1, :3]]}),
     "jacobian_spectrum": ({"steps": 250}, {"percentiles": np.s_[:, :2]}),
 }
 
@@ -167,17 +177,20 @@ def test_cached_result_is_what_the_code_computes(name):
     cached = experiments.load_file(experiments.cached_path(name))
     overrides, compared = PREFIXES[name]
     fresh = experiments.run(name, **overrides)
-    for key, where in compared.items():
+    for key, places in compared.items():
         if "accuracy" in key:
-            tolerance = {"atol": 1.5 / 449}
+            default = {"atol": 1.5 / 449}
         elif key == "update_ratio":
-            tolerance = {"atol": 1e-3}
+            default = {"atol": 1e-3}
         elif key == "act_hist":
-            tolerance = {"atol": 1}
+            default = {"atol": 1}
         else:
-            tolerance = {"rtol": 1e-4, "atol": 1e-6}
-        np.testing.assert_allclose(fresh[key][where], cached[key][where], **tolerance,
-                                   err_msg=f"{name}: {key} differs from a fresh run")
+            default = {"rtol": 1e-4, "atol": 1e-6}
+        for place in places if isinstance(places, list) else [places]:
+            has_own = isinstance(place, tuple) and isinstance(place[-1], dict)
+            where, tolerance = place if has_own else (place, default)
+            np.testing.assert_allclose(fresh[key][where], cached[key][where], **tolerance,
+                                       err_msg=f"{name}: {key}{where} differs from a fresh run")
 
 
 # --- The chapters reach their data through the package -----------------------------------
