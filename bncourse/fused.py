@@ -55,14 +55,14 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from bncourse import _validate
-from bncourse.gpu import (
-    _autograd_grads,
-    _autograd_inputs,
-    _channel_vector,
-    _check_tensor,
-    _compute_dtype,
-    _per_channel,
-    _reduce_dims,
+from bncourse._tensors import (
+    autograd_grads,
+    autograd_inputs,
+    channel_vector,
+    check_tensor,
+    compute_dtype,
+    per_channel,
+    reduce_dims,
 )
 
 __all__ = ["IMPLEMENTATIONS", "batchnorm_forward", "batchnorm_backward", "FusedBatchNormFunction"]
@@ -78,13 +78,13 @@ def _forward_kernel(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Passes 1 and 2. Returns (y, x_1, mean of x - x_1, sigma^2_B, 1/sqrt(sigma^2_B + eps)), the last
     four per channel, shaped (1, C, 1, ...), in the compute dtype."""
-    dims = _reduce_dims(x.ndim)
-    values = x.to(_compute_dtype(x))
-    shift = _per_channel(values[0].reshape(values.shape[1], -1)[:, 0], x.ndim)  # x_1: first value per channel
+    dims = reduce_dims(x.ndim)
+    values = x.to(compute_dtype(x))
+    shift = per_channel(values[0].reshape(values.shape[1], -1)[:, 0], x.ndim)  # x_1: first value per channel
     var, shifted_mean = torch.var_mean(values - shift, dim=dims, correction=0, keepdim=True)
     inv_std = torch.rsqrt(var + eps)
-    scale = _per_channel(gamma.to(values.dtype), x.ndim) * inv_std
-    out = (values - shift - shifted_mean) * scale + _per_channel(beta.to(values.dtype), x.ndim)
+    scale = per_channel(gamma.to(values.dtype), x.ndim) * inv_std
+    out = (values - shift - shifted_mean) * scale + per_channel(beta.to(values.dtype), x.ndim)
     return out.to(x.dtype), shift, shifted_mean, var, inv_std
 
 
@@ -97,7 +97,7 @@ def _backward_kernel(
     gamma: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Passes 3 and 4: the reference's backward formula with x_hat recomputed from x."""
-    dims = _reduce_dims(x.ndim)
+    dims = reduce_dims(x.ndim)
     m = _validate.values_per_channel(x)
     dy = dout.to(inv_std.dtype)
     x_hat = (x.to(inv_std.dtype) - shift - shifted_mean) * inv_std
@@ -162,13 +162,13 @@ def _forward(
     x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float, compiled: bool
 ) -> tuple[torch.Tensor, _FusedCache, torch.Tensor, torch.Tensor]:
     """Checked forward: (out, cache, mu_B, sigma^2_B), the statistics of shape (C,)."""
-    x = _check_tensor("x", x)
+    x = check_tensor("x", x)
     num_channels = _validate.check_batch("x", x, training=True)
-    gamma = _channel_vector("gamma", gamma, num_channels, x)
-    beta = _channel_vector("beta", beta, num_channels, x)
+    gamma = channel_vector("gamma", gamma, num_channels, x)
+    beta = channel_vector("beta", beta, num_channels, x)
     _validate.check_eps(eps)
     out, shift, shifted_mean, var, inv_std = _run(_forward_kernel, compiled, x, gamma, beta, float(eps))
-    gamma_b = _per_channel(gamma.to(inv_std.dtype), x.ndim)
+    gamma_b = per_channel(gamma.to(inv_std.dtype), x.ndim)
     cache = _FusedCache(x, shift, shifted_mean, inv_std, gamma_b, gamma.dtype, compiled)
     return out, cache, (shift + shifted_mean).reshape(-1), var.reshape(-1)
 
@@ -215,7 +215,7 @@ def batchnorm_backward(dout: torch.Tensor, cache: object) -> tuple[torch.Tensor,
         raise TypeError(
             f"cache: expected the cache returned by batchnorm_forward (of bncourse.fused), got {type(cache).__name__}"
         )
-    dout = _check_tensor("dout", dout)
+    dout = check_tensor("dout", dout)
     _validate.check_same_shape("dout", dout, tuple(cache.x.shape), "the shape of x in the forward pass")
     if dout.device != cache.x.device:
         raise ValueError(f"dout: expected a tensor on {cache.x.device} (the device of x), got one on {dout.device}")
@@ -241,7 +241,7 @@ class FusedBatchNormFunction(torch.autograd.Function):
         ctx: Any, x: torch.Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | None,  # as gpu.BatchNormFunction
         eps: float = 1e-5, compiled: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x, gamma, beta = _autograd_inputs(ctx, x, gamma, beta)
+        x, gamma, beta = autograd_inputs(ctx, x, gamma, beta)
         out, cache, mean, var = _forward(x, gamma, beta, eps, compiled)
         ctx.save_for_backward(cache.x, cache.shift, cache.shifted_mean, cache.inv_std, cache.gamma)
         ctx.settings = (cache.gamma_dtype, compiled)
@@ -252,4 +252,4 @@ class FusedBatchNormFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, dout: torch.Tensor, _dmean: Any, _dvar: Any) -> tuple[torch.Tensor | None, ...]:
         grads = batchnorm_backward(dout, _FusedCache(*ctx.saved_tensors, *ctx.settings))
-        return _autograd_grads(ctx, *grads, num_settings=2)  # eps, compiled
+        return autograd_grads(ctx, *grads, num_settings=2)  # eps, compiled

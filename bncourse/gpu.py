@@ -32,7 +32,17 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from bncourse import _validate
+from bncourse import _validate, fused
+from bncourse._tensors import (
+    autograd_grads,
+    autograd_inputs,
+    channel_vector,
+    check_companion,
+    check_tensor,
+    compute_dtype,
+    per_channel,
+    reduce_dims,
+)
 
 __all__ = [
     "batchnorm_forward",
@@ -50,54 +60,7 @@ __all__ = [
     "BatchNorm2d",
 ]
 
-_HALF_DTYPES = (torch.float16, torch.bfloat16)
-
-
 # ----------------------------------------------------------------------------- helpers
-
-
-def _check_tensor(name: str, value: Any) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
-    _validate.check_floating(name, value)
-    return value
-
-
-def _check_companion(name: str, tensor: Any, data: torch.Tensor, data_name: str) -> torch.Tensor:
-    """Check that ``tensor`` lives on the device of ``data`` and has a dtype that goes with it."""
-    tensor = _check_tensor(name, tensor)
-    if tensor.device != data.device:
-        raise ValueError(
-            f"{name}: expected a tensor on {data.device} (the device of {data_name}), got one on {tensor.device}"
-        )
-    allowed = (data.dtype, torch.float32) if data.dtype in _HALF_DTYPES else (data.dtype,)
-    if tensor.dtype not in allowed:
-        expected = " or ".join(str(dtype) for dtype in allowed)
-        raise TypeError(
-            f"{name}: expected dtype {expected} (to match {data_name}, which is {data.dtype}), got {tensor.dtype}"
-        )
-    return tensor
-
-
-def _channel_vector(name: str, value: Any, num_channels: int, data: torch.Tensor) -> torch.Tensor:
-    vector = _check_companion(name, value, data, "x")
-    _validate.check_per_channel(name, vector, num_channels)
-    return vector
-
-
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """float32 for half-precision data, the data's own dtype otherwise."""
-    return torch.float32 if x.dtype in _HALF_DTYPES else x.dtype
-
-
-def _reduce_dims(ndim: int) -> tuple[int, ...]:
-    """Dimensions a channel's statistics run over: all except dim 1 (the channels)."""
-    return (0, *range(2, ndim))
-
-
-def _per_channel(vector: torch.Tensor, ndim: int) -> torch.Tensor:
-    """Reshape a ``(C,)`` vector to ``(1, C, 1, ...)`` so it broadcasts against x."""
-    return vector.reshape((1, -1) + (1,) * (ndim - 2))
 
 
 def _batch_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -107,7 +70,7 @@ def _batch_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     own small mean is that rounding error, and subtracting it recovers the
     lost digits. Shapes keep the reduced dimensions.
     """
-    dims = _reduce_dims(x.ndim)
+    dims = reduce_dims(x.ndim)
     mean = x.mean(dim=dims, keepdim=True)
     centred = x - mean
     correction = centred.mean(dim=dims, keepdim=True)
@@ -152,18 +115,18 @@ def batchnorm_forward(
       beta; NaN in a channel of x makes that whole channel of out NaN.
     - cache: opaque; pass it to ``batchnorm_backward``.
     """
-    x = _check_tensor("x", x)
+    x = check_tensor("x", x)
     num_channels = _validate.check_batch("x", x, training=True)
-    gamma = _channel_vector("gamma", gamma, num_channels, x)
-    beta = _channel_vector("beta", beta, num_channels, x)
+    gamma = channel_vector("gamma", gamma, num_channels, x)
+    beta = channel_vector("beta", beta, num_channels, x)
     _validate.check_eps(eps)
 
-    compute = _compute_dtype(x)
+    compute = compute_dtype(x)
     centred, _, var = _batch_stats(x.to(compute))
     inv_std = torch.rsqrt(var + eps)
     x_hat = centred * inv_std
-    gamma_b = _per_channel(gamma.to(compute), x.ndim)
-    out = torch.addcmul(_per_channel(beta.to(compute), x.ndim), gamma_b, x_hat)  # beta + gamma * x_hat
+    gamma_b = per_channel(gamma.to(compute), x.ndim)
+    out = torch.addcmul(per_channel(beta.to(compute), x.ndim), gamma_b, x_hat)  # beta + gamma * x_hat
     return out.to(x.dtype), _BatchNormCache(x_hat, gamma_b, inv_std, x.dtype, gamma.dtype)
 
 
@@ -187,13 +150,13 @@ def batchnorm_backward(dout: torch.Tensor, cache: object) -> tuple[torch.Tensor,
     if not isinstance(cache, _BatchNormCache):
         raise TypeError(f"cache: expected the cache returned by batchnorm_forward, got {type(cache).__name__}")
     x_hat, gamma_b, inv_std, x_dtype, gamma_dtype = cache
-    dout = _check_tensor("dout", dout)
+    dout = check_tensor("dout", dout)
     _validate.check_same_shape("dout", dout, tuple(x_hat.shape), "the shape of x in the forward pass")
     if dout.device != x_hat.device:
         raise ValueError(f"dout: expected a tensor on {x_hat.device} (the device of x), got one on {dout.device}")
     dout = dout.to(x_hat.dtype)
 
-    dims = _reduce_dims(x_hat.ndim)
+    dims = reduce_dims(x_hat.ndim)
     m = _validate.values_per_channel(x_hat)
     dbeta = dout.sum(dim=dims, keepdim=True)
     dgamma = (dout * x_hat).sum(dim=dims, keepdim=True)
@@ -229,18 +192,18 @@ def batchnorm_inference(
     Returns:
     - out: same shape, dtype and device as x (NaN in x stays NaN).
     """
-    x = _check_tensor("x", x)
+    x = check_tensor("x", x)
     num_channels = _validate.check_batch("x", x, training=False)
-    gamma = _channel_vector("gamma", gamma, num_channels, x)
-    beta = _channel_vector("beta", beta, num_channels, x)
-    running_mean = _channel_vector("running_mean", running_mean, num_channels, x)
-    running_var = _channel_vector("running_var", running_var, num_channels, x)
+    gamma = channel_vector("gamma", gamma, num_channels, x)
+    beta = channel_vector("beta", beta, num_channels, x)
+    running_mean = channel_vector("running_mean", running_mean, num_channels, x)
+    running_var = channel_vector("running_var", running_var, num_channels, x)
     _validate.check_eps(eps)
 
-    compute = _compute_dtype(x)
+    compute = compute_dtype(x)
     scale = gamma.to(compute) * torch.rsqrt(running_var.to(compute) + eps)
-    centred = x.to(compute) - _per_channel(running_mean.to(compute), x.ndim)
-    out = centred * _per_channel(scale, x.ndim) + _per_channel(beta.to(compute), x.ndim)
+    centred = x.to(compute) - per_channel(running_mean.to(compute), x.ndim)
+    out = centred * per_channel(scale, x.ndim) + per_channel(beta.to(compute), x.ndim)
     return out.to(x.dtype)
 
 
@@ -261,13 +224,13 @@ def update_running_stats(
     are updated in float32 and rounded once):
     - new_mean, new_var: shape (C,).
     """
-    x = _check_tensor("x", x)
+    x = check_tensor("x", x)
     num_channels = _validate.check_batch("x", x, training=True)
-    running_mean = _channel_vector("running_mean", running_mean, num_channels, x)
-    running_var = _channel_vector("running_var", running_var, num_channels, x)
+    running_mean = channel_vector("running_mean", running_mean, num_channels, x)
+    running_var = channel_vector("running_var", running_var, num_channels, x)
     _validate.check_momentum(momentum)
 
-    _, mean, var = _batch_stats(x.detach().to(_compute_dtype(x)))
+    _, mean, var = _batch_stats(x.detach().to(compute_dtype(x)))
     m = _validate.values_per_channel(x)
     return _blend_running_stats(running_mean, running_var, mean.reshape(-1), var.reshape(-1), m, momentum)
 
@@ -284,7 +247,7 @@ def _blend_running_stats(
 
     def blend(old: torch.Tensor, batch_stat: torch.Tensor) -> torch.Tensor:
         # Half-precision statistics are blended in float32 and rounded once, as torch's kernels do.
-        compute = _compute_dtype(old)
+        compute = compute_dtype(old)
         new = (1 - momentum) * old.detach().to(compute) + momentum * batch_stat.to(compute)
         return new.to(old.dtype)
 
@@ -308,20 +271,20 @@ def population_stats(batches: Iterable[torch.Tensor]) -> tuple[torch.Tensor, tor
     batch_means, batch_vars = [], []
     for index, batch in enumerate(batches):
         name = f"batches[{index}]"
-        batch = _check_tensor(name, batch)
+        batch = check_tensor(name, batch)
         num_channels = _validate.check_batch(name, batch, training=True)
         m = _validate.values_per_channel(batch)
         if index == 0:
             first = batch
         else:
-            _check_companion(name, batch, first, "batches[0]")
+            check_companion(name, batch, first, "batches[0]")
             if (num_channels, m) != (first.shape[1], _validate.values_per_channel(first)):
                 raise ValueError(
                     f"{name}: expected C={first.shape[1]} channels with "
                     f"m={_validate.values_per_channel(first)} values each, like batches[0] "
                     f"(all batches must have the same size), got shape {tuple(batch.shape)}"
                 )
-        _, mean, var = _batch_stats(batch.detach().to(_compute_dtype(batch)))
+        _, mean, var = _batch_stats(batch.detach().to(compute_dtype(batch)))
         batch_means.append(mean.reshape(-1))
         batch_vars.append(var.reshape(-1))
     if not batch_means:
@@ -364,8 +327,8 @@ def merge_batch_stats(
     """
     if not isinstance(count, torch.Tensor):
         raise TypeError(f"count: expected a torch.Tensor, got {type(count).__name__}")
-    mean = _check_tensor("mean", mean)
-    m2 = _check_companion("m2", m2, mean, "mean")
+    mean = check_tensor("mean", mean)
+    m2 = check_companion("m2", m2, mean, "mean")
     if count.device != mean.device:
         raise ValueError(f"count: expected a tensor on {mean.device} (the device of mean), got one on {count.device}")
     _validate.check_group_stats(count, mean, m2)
@@ -408,18 +371,18 @@ def fold_batchnorm(
     - weight: shape of weight.
     - bias: shape (out,).
     """
-    weight = _check_tensor("weight", weight)
+    weight = check_tensor("weight", weight)
     out_channels = _validate.check_weight("weight", weight)
     if bias is None:
         bias = torch.zeros(out_channels, dtype=weight.dtype, device=weight.device)
     vectors = {"bias": bias, "gamma": gamma, "beta": beta}
     vectors |= {"running_mean": running_mean, "running_var": running_var}
     for name, vector in vectors.items():
-        _check_companion(name, vector, weight, "weight")
+        check_companion(name, vector, weight, "weight")
         _validate.check_per_channel(name, vector, out_channels, of="the layer (weight.shape[0])")
     _validate.check_eps(eps)
 
-    compute = _compute_dtype(weight)  # half-precision weights are folded in float32
+    compute = compute_dtype(weight)  # half-precision weights are folded in float32
     with torch.no_grad():
         scale = gamma.to(compute) * torch.rsqrt(running_var.to(compute) + eps)
         folded_weight = weight.to(compute) * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
@@ -437,10 +400,10 @@ def standardize(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
 
     Returns x_hat, shape (N, D), dtype of x.
     """
-    x = _check_tensor("x", x)
+    x = check_tensor("x", x)
     _validate.check_data_matrix("x", x)
     _validate.check_eps(eps)
-    centred, _, var = _batch_stats(x.to(_compute_dtype(x)))
+    centred, _, var = _batch_stats(x.to(compute_dtype(x)))
     return (centred * torch.rsqrt(var + eps)).to(x.dtype)
 
 
@@ -463,7 +426,7 @@ def whiten(x: torch.Tensor, method: str = "zca", eps: float = 1e-5) -> tuple[tor
     - W: whitening matrix, shape (D, D).
     - mean: feature means, shape (D,).
     """
-    x = _check_tensor("x", x)
+    x = check_tensor("x", x)
     _validate.check_data_matrix("x", x)
     _validate.check_method(method)
     _validate.check_eps(eps)
@@ -486,37 +449,6 @@ def whiten(x: torch.Tensor, method: str = "zca", eps: float = 1e-5) -> tuple[tor
 # ----------------------------------------------------------------------------- autograd and layers
 
 
-def _autograd_inputs(
-    ctx: Any, x: Any, gamma: torch.Tensor | None, beta: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Check a training batch and fill in a missing gamma (ones) or beta (zeros).
-
-    Records on ``ctx`` which of gamma and beta were given, so that
-    ``_autograd_grads`` returns no gradient for one that was not.
-    """
-    x = _check_tensor("x", x)
-    num_channels = _validate.check_batch("x", x, training=True)
-    ctx.has_gamma, ctx.has_beta = gamma is not None, beta is not None
-    if gamma is None:
-        gamma = x.new_ones(num_channels, dtype=_compute_dtype(x))
-    if beta is None:
-        beta = x.new_zeros(num_channels, dtype=gamma.dtype)
-    return x, gamma, beta
-
-
-def _autograd_grads(
-    ctx: Any, dx: torch.Tensor, dgamma: torch.Tensor, dbeta: torch.Tensor, num_settings: int
-) -> tuple[torch.Tensor | None, ...]:
-    """What ``backward`` returns for inputs (x, gamma, beta, *settings): a gradient
-    only where one was asked for and the tensor was given; None for each of the
-    ``num_settings`` non-tensor arguments after beta."""
-    return (
-        dx if ctx.needs_input_grad[0] else None,
-        dgamma if ctx.has_gamma and ctx.needs_input_grad[1] else None,
-        dbeta if ctx.has_beta and ctx.needs_input_grad[2] else None,
-    ) + (None,) * num_settings
-
-
 class BatchNormFunction(torch.autograd.Function):
     """Training-mode BN as an autograd Function with the hand-derived backward.
 
@@ -534,7 +466,7 @@ class BatchNormFunction(torch.autograd.Function):
         beta: torch.Tensor | None,
         eps: float = 1e-5,
     ) -> torch.Tensor:
-        x, gamma, beta = _autograd_inputs(ctx, x, gamma, beta)
+        x, gamma, beta = autograd_inputs(ctx, x, gamma, beta)
         out, cache = batchnorm_forward(x, gamma, beta, eps)
         ctx.save_for_backward(cache.x_hat, cache.gamma, cache.inv_std)
         ctx.dtypes = (cache.x_dtype, cache.gamma_dtype)
@@ -544,7 +476,7 @@ class BatchNormFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         cache = _BatchNormCache(*ctx.saved_tensors, *ctx.dtypes)
-        return _autograd_grads(ctx, *batchnorm_backward(dout, cache), num_settings=1)  # eps
+        return autograd_grads(ctx, *batchnorm_backward(dout, cache), num_settings=1)  # eps
 
 
 def batch_norm(
@@ -585,16 +517,14 @@ def batch_norm(
     Returns:
     - out: shape, dtype and device of input.
     """
-    from bncourse import fused  # imported here: bncourse.fused builds on this module
-
     _validate.check_choice("impl", impl, fused.IMPLEMENTATIONS)
-    input = _check_tensor("input", input)
+    input = check_tensor("input", input)
     num_channels = _validate.check_batch("input", input, training)
     given = {"running_mean": running_mean, "running_var": running_var}
     given |= {"weight": weight, "bias": bias}
     for name, tensor in given.items():
         if tensor is not None:
-            _check_companion(name, tensor, input, "input")
+            check_companion(name, tensor, input, "input")
             _validate.check_per_channel(name, tensor, num_channels, of="input")
     _validate.check_eps(eps)
     _validate.check_momentum(momentum)
@@ -658,8 +588,6 @@ class _BatchNorm(nn.Module):
         impl: str = "reference",
     ) -> None:
         super().__init__()
-        from bncourse import fused  # imported here: bncourse.fused builds on this module
-
         _validate.check_choice("impl", impl, fused.IMPLEMENTATIONS)
         self.impl = impl
         if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:

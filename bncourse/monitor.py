@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from bncourse.data import Split, load_digits
-from bncourse.train import ACTIVATIONS, make_mlp, minibatch_order
+from bncourse.train import ACTIVATIONS, activation_inputs, make_mlp, minibatch_order, precise_batchnorm_, train
 
 #: Bin edges of the activation histograms of sigmoid units (outputs in (0, 1)).
 SIGMOID_BINS = np.linspace(0.0, 1.0, 41)
@@ -159,8 +159,6 @@ def _standardised_block(model: nn.Sequential, x_train: torch.Tensor, layer: int)
     (the map of one standardised vector, the map from network inputs to standardised
     vectors of layer ``layer``).
     """
-    from bncourse.train import activation_inputs, precise_batchnorm_
-
     model = copy.deepcopy(model)
     has_bn = any(isinstance(m, nn.BatchNorm1d) for m in model)
     if has_bn:
@@ -222,8 +220,6 @@ def jacobian_spectrum(
     first ``probes`` test images. Returns steps (k,), percentiles (2, k, 3): the 10th, 50th
     and 90th percentiles of all those singular values (row 0 without BN, row 1 with BN).
     """
-    from bncourse.train import train
-
     data = load_digits()
     x_train, x_probe = torch.as_tensor(data.x_train), torch.as_tensor(data.x_test[:probes])
     rows = []

@@ -42,17 +42,8 @@ import torch.multiprocessing as mp
 from torch.autograd.function import once_differentiable
 
 from bncourse import _validate
-from bncourse.gpu import (
-    _batch_stats,
-    _BatchNorm,
-    _blend_running_stats,
-    _channel_vector,
-    _check_tensor,
-    _compute_dtype,
-    _per_channel,
-    _reduce_dims,
-    merge_batch_stats,
-)
+from bncourse._tensors import channel_vector, check_tensor, compute_dtype, per_channel, reduce_dims
+from bncourse.gpu import _batch_stats, _BatchNorm, _blend_running_stats, merge_batch_stats
 
 __all__ = ["SyncBatchNorm", "SyncBatchNormFunction", "spawn_gloo_processes", "compare_with_whole_batch"]
 
@@ -70,14 +61,14 @@ class SyncBatchNormFunction(torch.autograd.Function):
     def forward(
         ctx: Any, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float, group: Any
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        compute = _compute_dtype(x)
+        compute = compute_dtype(x)
         values = x.to(compute)
         m_local = _validate.values_per_channel(x)
         if m_local > 0:
             centred, local_mean, local_var = _batch_stats(values)
         else:  # an empty slice: no values, statistics that the merge ignores
             centred = values
-            local_mean = local_var = values.new_zeros(_per_channel(gamma, x.ndim).shape)
+            local_mean = local_var = values.new_zeros(per_channel(gamma, x.ndim).shape)
         # One message per process: (m_k, mu_k, M2_k) in float64, so counts are exact.
         local = torch.cat(
             [
@@ -97,10 +88,10 @@ class SyncBatchNormFunction(torch.autograd.Function):
         var = m2 / m
         # x - mu_B = (x - mu_k) + (mu_k - mu_B): the locally repaired centring plus a small offset.
         offset = (local_mean.reshape(-1).double() - mean).to(compute)
-        inv_std = torch.rsqrt(_per_channel(var, x.ndim) + eps).to(compute)
-        x_hat = (centred + _per_channel(offset, x.ndim)) * inv_std
-        gamma_b = _per_channel(gamma.to(compute), x.ndim)
-        out = gamma_b * x_hat + _per_channel(beta.to(compute), x.ndim)
+        inv_std = torch.rsqrt(per_channel(var, x.ndim) + eps).to(compute)
+        x_hat = (centred + per_channel(offset, x.ndim)) * inv_std
+        gamma_b = per_channel(gamma.to(compute), x.ndim)
+        out = gamma_b * x_hat + per_channel(beta.to(compute), x.ndim)
         ctx.save_for_backward(x_hat, gamma_b, inv_std)
         ctx.settings = (m, group, x.dtype, gamma.dtype)
         mean_c, var_c = mean.to(compute), var.to(compute)
@@ -113,12 +104,12 @@ class SyncBatchNormFunction(torch.autograd.Function):
         x_hat, gamma_b, inv_std = ctx.saved_tensors
         m, group, x_dtype, gamma_dtype = ctx.settings
         dy = dout.to(x_hat.dtype)
-        dims = _reduce_dims(x_hat.ndim)
+        dims = reduce_dims(x_hat.ndim)
         dbeta_local = dy.sum(dim=dims)
         dgamma_local = (dy * x_hat).sum(dim=dims)
         sums = torch.cat([dbeta_local, dgamma_local])
         dist.all_reduce(sums, op=dist.ReduceOp.SUM, group=group)  # one message: both sums
-        dbeta, dgamma = (_per_channel(part, x_hat.ndim) for part in sums.chunk(2))
+        dbeta, dgamma = (per_channel(part, x_hat.ndim) for part in sums.chunk(2))
         dx = (gamma_b * inv_std / m) * (m * dy - dbeta - x_hat * dgamma)
         return dx.to(x_dtype), dgamma_local.to(gamma_dtype), dbeta_local.to(gamma_dtype), None, None
 
@@ -154,12 +145,12 @@ class SyncBatchNorm(_BatchNorm):
             return super().forward(input)
         self._check_input_dim(input)
         momentum = self._count_batch()  # synchronised implies training
-        input = _check_tensor("input", input)
-        ones = input.new_ones(self.num_features, dtype=_compute_dtype(input))
+        input = check_tensor("input", input)
+        ones = input.new_ones(self.num_features, dtype=compute_dtype(input))
         gamma = self.weight if self.weight is not None else ones
         beta = self.bias if self.bias is not None else torch.zeros_like(ones)
         for name, vector in (("weight", gamma), ("bias", beta)):
-            _channel_vector(name, vector, input.shape[1], input)
+            channel_vector(name, vector, input.shape[1], input)
         out, mean, var, count = SyncBatchNormFunction.apply(input, gamma, beta, self.eps, self.process_group)
         if self.track_running_stats:
             m = int(count.item())

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import nbformat
 
+from bncourse.grading.report import table_html  # one table style for the report's pages
+
 K = 6  # tokens per run: long enough that unrelated code rarely shares one, short for small cells
 TOP_PAIRS = 10
 SIDE_BY_SIDE = 5
@@ -160,8 +162,6 @@ def report(course_root: Path, assignment: str, notebooks: list[str],
     if not pairs:
         parts.append("<p>No two solutions share code beyond the starter code.</p>")
     else:
-        from bncourse.grading.report import table_html  # one table style for the page
-
         parts.append(table_html(rows))
     for score, a, b, shared in pairs[:SIDE_BY_SIDE]:
         parts.append(
