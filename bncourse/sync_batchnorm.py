@@ -131,8 +131,9 @@ class SyncBatchNorm(_BatchNorm):
         affine: bool = True, track_running_stats: bool = True,
         process_group: Any = None,  # where torch.nn.SyncBatchNorm has it: before device and dtype
         device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+        *, bias: bool = True,  # False: no beta, as in recent torch.nn.SyncBatchNorm
     ) -> None:
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=bias)
         self.process_group = process_group
 
     def _synchronised(self) -> bool:

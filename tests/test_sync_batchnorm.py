@@ -1,5 +1,7 @@
 """SyncBatchNorm across processes (gloo on loopback) and the statistics merge behind it."""
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,8 @@ import torch.nn.functional as F  # noqa: N812 (the usual name)
 
 from bncourse import cpu, gpu
 from bncourse.sync_batchnorm import SyncBatchNorm, spawn_gloo_processes
+
+TORCH_HAS_BIAS_OPTION = "bias" in inspect.signature(torch.nn.SyncBatchNorm.__init__).parameters
 
 # float64 throughout the process tests: the only differences from single-process BN are the
 # order of sums and Chan's merge (~1e-15 relative); 1e-10 is ample, and normalising a slice
@@ -105,6 +109,19 @@ def test_state_dict_loads_both_ways_with_torch_sync_batchnorm():
     assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
 
 
+@pytest.mark.skipif(
+    not TORCH_HAS_BIAS_OPTION, reason=f"torch {torch.__version__}: nn.SyncBatchNorm has no bias= option"
+)
+def test_state_dict_without_bias_loads_both_ways_with_torch_sync_batchnorm():
+    ours, theirs = SyncBatchNorm(4, bias=False), torch.nn.SyncBatchNorm(4, bias=False)
+    assert ours.bias is None and "bias" not in ours.state_dict()
+    with torch.no_grad():
+        theirs.weight.uniform_(0.5, 2)
+    ours.load_state_dict(theirs.state_dict())  # strict: the same names and shapes
+    theirs.load_state_dict(ours.state_dict())
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()] == ["weight"]
+
+
 def test_without_a_process_group_it_is_plain_batchnorm():
     assert not dist.is_initialized()
     x = torch.randn(5, 3, 4, dtype=torch.float64)
@@ -115,7 +132,7 @@ def test_without_a_process_group_it_is_plain_batchnorm():
 # ----------------------------------------------------------------------------- the layer, several processes
 
 
-def check_against_one_process(rank, world_size, sizes, spatial, seed):
+def check_against_one_process(rank, world_size, sizes, spatial, seed, has_bias=True):
     """Run in each process: SyncBatchNorm on this rank's slice of a batch vs torch's BN on all of it."""
     generator = torch.Generator().manual_seed(seed)
     channels = 3
@@ -123,10 +140,14 @@ def check_against_one_process(rank, world_size, sizes, spatial, seed):
     start, stop = sum(sizes[:rank]), sum(sizes[: rank + 1])
     weight = torch.rand(channels, generator=generator, dtype=torch.float64) + 0.5
     bias = torch.randn(channels, generator=generator, dtype=torch.float64)
+    if not has_bias:  # the layer has no beta: the whole batch's BN shifts by zero
+        bias = torch.zeros(channels, dtype=torch.float64)
 
-    layer = SyncBatchNorm(channels, momentum=0.3, dtype=torch.float64)
+    layer = SyncBatchNorm(channels, momentum=0.3, dtype=torch.float64, bias=has_bias)
     with torch.no_grad():
-        layer.weight.copy_(weight), layer.bias.copy_(bias)
+        layer.weight.copy_(weight)
+        if has_bias:
+            layer.bias.copy_(bias)
     running = [torch.zeros(channels, dtype=torch.float64), torch.ones(channels, dtype=torch.float64)]
     for _ in range(2):  # two steps: running statistics blended twice
         x = torch.randn(shape, generator=generator, dtype=torch.float64) * 3 + 100
@@ -142,9 +163,10 @@ def check_against_one_process(rank, world_size, sizes, spatial, seed):
         torch.testing.assert_close(out, truth[start:stop].detach(), **TIGHT)
         torch.testing.assert_close(x_local.grad, leaves[0].grad[start:stop], **TIGHT)
         # Parameter gradients are each rank's share; their sum is the whole batch's.
-        summed = torch.cat([layer.weight.grad, layer.bias.grad])
+        params = [layer.weight, layer.bias] if has_bias else [layer.weight]
+        summed = torch.cat([param.grad for param in params])
         dist.all_reduce(summed)
-        torch.testing.assert_close(summed, torch.cat([leaves[1].grad, leaves[2].grad]), **TIGHT)
+        torch.testing.assert_close(summed, torch.cat([leaf.grad for leaf in leaves[1:1 + len(params)]]), **TIGHT)
         torch.testing.assert_close(layer.running_mean, running[0], **TIGHT)
         torch.testing.assert_close(layer.running_var, running[1], **TIGHT)
     assert layer.num_batches_tracked.item() == 2
@@ -157,16 +179,18 @@ def check_against_one_process(rank, world_size, sizes, spatial, seed):
 
 
 @pytest.mark.parametrize(
-    "sizes, spatial",
+    "sizes, spatial, has_bias",
     [
-        ((3, 5), (2, 2)),  # unequal slices of images
-        ((1, 4, 0, 2), ()),  # (N, C) data: a rank with one sample, a rank with none
+        ((3, 5), (2, 2), True),  # unequal slices of images
+        ((1, 4, 0, 2), (), True),  # (N, C) data: a rank with one sample, a rank with none
+        ((2, 4), (3,), False),  # (N, C, L) data, a layer without beta
     ],
-    ids=["2 processes", "4 processes"],
+    ids=["2 processes", "4 processes", "2 processes, bias=False"],
 )
-def test_sync_batchnorm_equals_batchnorm_over_the_whole_batch(sizes, spatial):
+def test_sync_batchnorm_equals_batchnorm_over_the_whole_batch(sizes, spatial, has_bias):
     # Starting the processes takes seconds (each imports torch); 120 s leaves a wide margin.
-    counts = spawn_gloo_processes(check_against_one_process, len(sizes), sizes, spatial, 0, timeout=120)
+    counts = spawn_gloo_processes(check_against_one_process, len(sizes), sizes, spatial, 0, has_bias,
+                                  timeout=120)
     assert counts == list(sizes)
 
 
