@@ -822,19 +822,23 @@ def group_stats(groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def merged(count: np.ndarray, means: np.ndarray, m2: np.ndarray, weighted: bool = True,
-           between: bool = True, between_around_wrong_mean: bool = True) -> tuple[np.ndarray, np.ndarray]:
+           between: bool = True, between_around_wrong_mean: bool = True,
+           between_weighted: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(mean, M2) of the union of the groups, with the pieces a mistaken merge gets wrong.
 
     - weighted=False: the mean is the plain average of the K group means;
     - between=False: M2 is the sum of the groups' M2 (no between-group term);
     - between_around_wrong_mean=False: with weighted=False, the between-group term is still
-      taken around the right mean (only the returned mean is wrong).
+      taken around the right mean (only the returned mean is wrong);
+    - between_weighted=False: the between-group term adds (mu_k - mu)^2 once per group
+      instead of m_k times.
     """
     counts = np.asarray(count, dtype=np.float64)[:, None]
     right_mean = (counts * means).sum(axis=0) / counts.sum()
     mean = right_mean if weighted else means.mean(axis=0)
     centre = mean if between_around_wrong_mean else right_mean
-    between_term = (counts * (means - centre) ** 2).sum(axis=0) if between else 0.0
+    spread_weights = counts if between_weighted else np.ones_like(counts)
+    between_term = (spread_weights * (means - centre) ** 2).sum(axis=0) if between else 0.0
     return mean, m2.sum(axis=0) + between_term
 
 
@@ -857,6 +861,10 @@ NO_BETWEEN_GROUP_TERM = (
     "M2 seems to be the sum of the groups' M2 alone; the groups' means differ, so merging adds "
     "the between-group term sum_k m_k (mu_k - mu)^2 (Chan's delta^2 m_A m_B / m for two groups)."
 )
+BETWEEN_TERM_WITHOUT_COUNTS = (
+    "M2's between-group term seems to add (mu_k - mu)^2 once per group; group k holds m_k "
+    "values whose mean is that far from the merged mean, so the term is sum_k m_k (mu_k - mu)^2."
+)
 
 MERGE_VARIANTS = (
     Variant("unweighted_group_means", UNWEIGHTED_GROUP_MEANS,
@@ -865,6 +873,8 @@ MERGE_VARIANTS = (
             lambda case: merge_with(case, weighted=False)),
     Variant("no_between_group_term", NO_BETWEEN_GROUP_TERM,
             lambda case: {"m2": merge_with(case, between=False)["m2"]}),
+    Variant("between_term_without_counts", BETWEEN_TERM_WITHOUT_COUNTS,
+            lambda case: {"m2": merge_with(case, between_weighted=False)["m2"]}),
 )
 
 
@@ -912,6 +922,8 @@ SYNC_FORWARD_VARIANTS = (
             lambda case: sync_forward_with(case, weighted=False)),
     Variant("no_between_group_term", NO_BETWEEN_GROUP_TERM,
             lambda case: sync_forward_with(case, between=False)),
+    Variant("between_term_without_counts", BETWEEN_TERM_WITHOUT_COUNTS,
+            lambda case: sync_forward_with(case, between_weighted=False)),
     Variant("merged_variances",
             "the merge seems to be fed each rank's variance where it expects M2; M2_k is the "
             "sum of squared deviations, m_k times the rank's biased variance, and the merged "

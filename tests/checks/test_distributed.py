@@ -73,6 +73,7 @@ FAMILIES = {
 NAMED = [
     ("unweighted_means", "07_distributed-merge", "unweighted_group_means"),
     ("no_between_term", "07_distributed-merge", "no_between_group_term"),
+    ("between_without_counts", "07_distributed-merge", "between_term_without_counts"),
     ("unbiased_variance", "07_distributed-forward", "unbiased_variance"),
     ("merged_variances", "07_distributed-forward", "merged_variances"),
     ("local_statistics", "07_distributed-forward", "local_statistics"),
