@@ -112,8 +112,8 @@ def kept_share(verdicts: Sequence[Verdict]) -> float:
 
 
 Cases = Callable[[], list[dict[str, Any]]]
-Run = Callable[[Any, dict[str, Any]], dict[str, np.ndarray]]
-Judge = Callable[[dict[str, Any], dict[str, np.ndarray]], Verdict]
+Run = Callable[[Any, Case], Arrays]
+Judge = Callable[[Case, Arrays], Verdict]
 
 
 @dataclass(frozen=True)
