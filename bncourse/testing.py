@@ -17,7 +17,7 @@ from typing import Any
 
 from bncourse.checks import PARTS, Part
 from bncourse.checks.core import Verdict, fail, kept_share
-from bncourse.checks.outputs import UnusableResultError
+from bncourse.checks.outputs import UnusableResultError, numeric_outputs
 from bncourse.checks.shortcuts import borrowed, find_shortcuts, source_of, tripwire
 
 __all__ = ["check", "run_case"]
@@ -80,7 +80,7 @@ def run_case(part: Part, obj: Any, case: dict[str, Any]) -> Verdict:
     """One case of a part in this process: ``part.run`` under the tripwire, then ``part.judge``."""
     try:
         with tripwire() as hits:
-            outputs = part.run(obj, case)
+            outputs = numeric_outputs(part.run(obj, case))  # what the grader's sandbox accepts
     except UnusableResultError as error:  # the checks' own finding: the student's code raised nothing
         where = f"{part.target} ({case.get('label', 'a test case')})"
         return fail(f"{where}: {error}", "unusable_result")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["UnusableResultError", "as_array", "broadcast_hint", "channel_broadcast_hint", "kind_of",
-           "numpy_output", "pair", "unusable_message"]
+           "numeric_outputs", "numpy_output", "pair", "unusable_message"]
 
 
 class UnusableResultError(TypeError):
@@ -32,6 +32,24 @@ def unusable_message(error_text: str) -> str | None:
     other error."""
     prefix = f"{UnusableResultError.__module__}.{UnusableResultError.__qualname__}: "
     return error_text[len(prefix):] if error_text.startswith(prefix) else None
+
+
+def numeric_outputs(outputs: Any) -> dict[str, np.ndarray]:
+    """What a part's ``run`` returned, checked to be a dict of numeric arrays: the only thing
+    that crosses from the sandbox to the judge (as .npz, without pickle). The notebook's
+    ``check`` applies the same rule, so that a test cell and the grader agree.
+
+    Raises TypeError naming the first output that is not a numeric array.
+    """
+    if not isinstance(outputs, dict):
+        raise TypeError(f"run returned {type(outputs).__name__}, expected a dict of arrays")
+    arrays = {}
+    for key, value in outputs.items():
+        array = np.asarray(value)
+        if array.dtype.kind not in "biufc":
+            raise TypeError(f"output {key!r} is not a numeric array (dtype {array.dtype})")
+        arrays[str(key)] = array
+    return arrays
 
 
 def as_array(value: Any) -> np.ndarray:

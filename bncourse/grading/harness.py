@@ -37,7 +37,8 @@ PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 if sys.path[:1] != [PACKAGE_ROOT]:
     sys.path.insert(0, PACKAGE_ROOT)
 
-from bncourse.grading import frames  # noqa: E402 (after choosing which bncourse)
+from bncourse.checks.outputs import numeric_outputs  # noqa: E402 (after choosing which bncourse)
+from bncourse.grading import frames  # noqa: E402
 
 MAX_ERROR_CHARS = 2000
 
@@ -122,16 +123,8 @@ def load_case(case_dir: Path, index: int) -> dict:
 
 def pack_outputs(outputs) -> bytes:
     """Check that ``run`` returned a dict of numeric arrays and pack it as .npz bytes."""
-    if not isinstance(outputs, dict):
-        raise TypeError(f"run returned {type(outputs).__name__}, expected a dict of arrays")
-    arrays = {}
-    for key, value in outputs.items():
-        array = np.asarray(value)
-        if array.dtype.kind not in "biufc":
-            raise TypeError(f"output {key!r} is not a numeric array (dtype {array.dtype})")
-        arrays[str(key)] = array
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, **numeric_outputs(outputs))
     return buffer.getvalue()
 
 

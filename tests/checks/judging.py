@@ -26,6 +26,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = {
     "01_initialization": "initialization.ipynb",
     "02_whitening": "whitening.ipynb",
+    "03_bn_transform": "bn_transform.ipynb",
+    "04_backprop": "backprop.ipynb",
+    "05_inference": "inference.ipynb",
     "06_in_practice": "in_practice.ipynb",
     "07_distributed": "distributed.ipynb",
 }

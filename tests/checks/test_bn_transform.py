@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from judging import cast, correct_forward, family_tests
+from judging import cast, correct_forward, family_tests, notebook_tests
 
 from bncourse import cpu
 from bncourse.checks import PARTS, bn_transform
@@ -33,6 +33,16 @@ FAMILIES = {
     test_each_known_variant_is_named,
     test_unrelated_error_gets_largest_difference_and_index,
 ) = family_tests(FAMILIES)
+
+# The solution, in this process as its test cells run it. The stub and the corpus of this
+# assignment are graded through nbgrader in tests/test_exercises.py, whose cell messages their
+# expectations are written for.
+(
+    test_the_solution_passes_every_part,
+    _stub_test,
+    _corpus_test,
+    test_judges_fail_cleanly_on_malformed_outputs,
+) = notebook_tests("03_bn_transform")
 
 
 def test_variant_is_not_named_where_the_case_cannot_tell():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from judging import family_tests
+from judging import family_tests, notebook_tests
 
 from bncourse import cpu
 from bncourse.checks import PARTS, inference
@@ -72,6 +72,16 @@ FAMILIES = {
     test_each_known_variant_is_named,
     test_unrelated_error_gets_largest_difference_and_index,
 ) = family_tests(FAMILIES)
+
+# The solution, in this process as its test cells run it. The stub and the corpus of this
+# assignment are graded through nbgrader in tests/test_exercises.py, whose cell messages their
+# expectations are written for.
+(
+    test_the_solution_passes_every_part,
+    _stub_test,
+    _corpus_test,
+    test_judges_fail_cleanly_on_malformed_outputs,
+) = notebook_tests("05_inference")
 
 
 # --------------------------------------------------------------------------- what a student is told

@@ -169,11 +169,18 @@ def test_a_wrong_implementation_named_on_fixed_hidden_cases_is_named_on_seeded_o
         assert _first_mistake(part_id, wrong, seed) == mistake, seed
 
 
-@pytest.mark.parametrize("assignment", ["01_initialization", "02_whitening", "07_distributed"])
+# More students for the solution notebooks: a judge whose margin depends on the drawn values can
+# fail correct work on a few seeds in a hundred (04's numerical gradient did on 21 of 200, with a
+# fixed tolerance below the central difference's own truncation error).
+SWEEP = SEEDS + [int(seed) for seed in np.random.default_rng(2026).integers(0, 2**63, size=40)]
+
+
+@pytest.mark.parametrize("assignment", ["01_initialization", "02_whitening", "03_bn_transform", "04_backprop",
+                                        "05_inference", "07_distributed"])
 def test_the_solution_notebook_passes_every_seeded_case(assignment):
     namespace = solution_namespace(assignment)
     for part in (p for p in HIDDEN if p.assignment == assignment):
-        for seed in SEEDS:
+        for seed in SWEEP:
             for case in build_cases(part, seed):
                 verdict = run_case(part, namespace[part.target], case)
                 assert verdict.passed, (part.id, seed, verdict.message)
