@@ -27,10 +27,10 @@ exercises: $(STAMP)
 	$(BIN)/python -m bncourse.release
 
 lint: $(STAMP)
-	$(BIN)/ruff check bncourse tests scripts benchmarks book
+	$(BIN)/ruff check bncourse tests scripts benchmarks book solutions
 
 test: $(STAMP) system
-	$(BIN)/ruff check bncourse tests scripts benchmarks book
+	$(BIN)/ruff check bncourse tests scripts benchmarks book solutions
 	# One BLAS/torch thread per worker: two workers already fill two cores, and
 	# oversubscribed threads made single torch calls 100x slower under load.
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n auto --dist loadfile --nbval-lax tests book

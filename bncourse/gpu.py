@@ -68,14 +68,17 @@ def _batch_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 
     ``x - mean`` is not exactly centred because the first mean is rounded; its
     own small mean is that rounding error, and subtracting it recovers the
-    lost digits. Shapes keep the reduced dimensions.
+    lost digits. Shapes keep the reduced dimensions. The returned ``x - mu_B``
+    is a new tensor that the caller may overwrite.
     """
     dims = reduce_dims(x.ndim)
-    mean = x.mean(dim=dims, keepdim=True)
+    m = _validate.values_per_channel(x)
+    # sum / m rather than mean(): the same rounding, and on a CPU a cheaper reduction.
+    mean = x.sum(dim=dims, keepdim=True) / m
     centred = x - mean
-    correction = centred.mean(dim=dims, keepdim=True)
-    centred = centred - correction
-    var = (centred * centred).mean(dim=dims, keepdim=True)
+    correction = centred.sum(dim=dims, keepdim=True) / m
+    centred -= correction  # in place: a new tensor would cost a pass and fresh memory (chapter 9)
+    var = (centred * centred).sum(dim=dims, keepdim=True) / m
     return centred, mean + correction, var
 
 
@@ -114,6 +117,9 @@ def batchnorm_forward(
     - out: y, same shape, dtype and device as x. A constant channel gives
       beta; NaN in a channel of x makes that whole channel of out NaN.
     - cache: opaque; pass it to ``batchnorm_backward``.
+
+    x_hat is built in place, so autograd cannot differentiate this function
+    itself: ``BatchNormFunction`` and ``batch_norm`` give it this backward.
     """
     x = check_tensor("x", x)
     num_channels = _validate.check_batch("x", x, training=True)
@@ -122,11 +128,15 @@ def batchnorm_forward(
     _validate.check_eps(eps)
 
     compute = compute_dtype(x)
-    centred, _, var = _batch_stats(x.to(compute))
+    # Two tensors of x's size that outlive this call, x_hat and out (plus the squares, freed inside
+    # _batch_stats), each updated in place after its first line: every further new tensor would
+    # cost a pass over memory and, with malloc as it is, page faults (chapter 9).
+    x_hat, _, var = _batch_stats(x.to(compute))  # x - mu_B for now
     inv_std = torch.rsqrt(var + eps)
-    x_hat = centred * inv_std
+    x_hat *= inv_std
     gamma_b = per_channel(gamma.to(compute), x.ndim)
-    out = torch.addcmul(per_channel(beta.to(compute), x.ndim), gamma_b, x_hat)  # beta + gamma * x_hat
+    out = x_hat * gamma_b
+    out += per_channel(beta.to(compute), x.ndim)
     return out.to(x.dtype), _BatchNormCache(x_hat, gamma_b, inv_std, x.dtype, gamma.dtype)
 
 
@@ -146,6 +156,9 @@ def batchnorm_backward(dout: torch.Tensor, cache: object) -> tuple[torch.Tensor,
     Returns a tuple of:
     - dx: shape and dtype of x.
     - dgamma, dbeta: shape (C,), dtype of gamma.
+
+    dx is built in place, so autograd cannot differentiate this function
+    itself (``BatchNormFunction`` provides first derivatives only).
     """
     if not isinstance(cache, _BatchNormCache):
         raise TypeError(f"cache: expected the cache returned by batchnorm_forward, got {type(cache).__name__}")
@@ -158,11 +171,12 @@ def batchnorm_backward(dout: torch.Tensor, cache: object) -> tuple[torch.Tensor,
 
     dims = reduce_dims(x_hat.ndim)
     m = _validate.values_per_channel(x_hat)
+    # One new tensor of x's size, dx, which first holds dout * x_hat: every extra temporary
+    # would cost a pass over memory and, with malloc as it is, page faults (chapter 9).
     dbeta = dout.sum(dim=dims, keepdim=True)
-    dgamma = (dout * x_hat).sum(dim=dims, keepdim=True)
-    # The formula above divided by m, built in one new tensor: every extra line of the plain
-    # form writes and reads a temporary the size of x, the cost that matters (chapter 9).
-    dx = dout - dbeta / m
+    dx = dout * x_hat
+    dgamma = dx.sum(dim=dims, keepdim=True)
+    torch.sub(dout, dbeta / m, out=dx)  # the formula above, divided by m
     dx.addcmul_(x_hat, dgamma, value=-1.0 / m)  # dx -= x_hat * dgamma / m
     dx *= gamma_b * inv_std
     return dx.to(x_dtype), dgamma.reshape(-1).to(gamma_dtype), dbeta.reshape(-1).to(gamma_dtype)
