@@ -85,3 +85,44 @@ def test_a_cache_with_other_columns_is_refused(tmp_path):
     stale.write_text("device,ms\ncpu,1.0\n")
     with pytest.raises(ValueError, match="stale.csv: expected the columns device, allocator, threads"):
         hardware.load_results(stale)
+
+
+def new_tensors_of_size(step, nbytes):
+    """How many tensors of ``nbytes`` or more ``step()`` allocates, counted by the profiler."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    # An allocation is charged to the operator that made it; "[memory]" events are the frees.
+    return sum(1 for event in prof.events() if event.name != "[memory]" and event.self_cpu_memory_usage >= nbytes)
+
+
+def test_new_tensors_per_call_are_those_chapter_9_counts():
+    """Chapter 9 prices page faults in units of one new tensor of x's size: these are the counts."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 4, 16, 16, generator=generator)
+    gamma, beta = torch.rand(4, generator=generator) + 0.5, torch.randn(4, generator=generator)
+    mean, var = torch.zeros(4), torch.ones(4)
+    dout = torch.randn(x.shape, generator=generator)
+    with torch.no_grad():
+        _, cache = gpu.batchnorm_forward(x, gamma, beta)
+        counts = {
+            # x - mu_B (which becomes x_hat), its squares, y
+            "reference forward": new_tensors_of_size(lambda: gpu.batchnorm_forward(x, gamma, beta), x.nbytes),
+            # dx only
+            "reference backward": new_tensors_of_size(lambda: gpu.batchnorm_backward(dout, cache), x.nbytes),
+            # x - mean, times the scale, plus beta: one formula per line
+            "reference inference": new_tensors_of_size(
+                lambda: gpu.batchnorm_inference(x, gamma, beta, mean, var), x.nbytes
+            ),
+            # y only. (Its backward also allocates a second buffer of x's size besides dx; the
+            # benchmark's backward difference, one unit, suggests it is never written, and only
+            # written pages fault, so the backward is left out here.)
+            "torch forward": new_tensors_of_size(
+                lambda: torch.ops.aten.native_batch_norm(x, gamma, beta, None, None, True, 0.1, 1e-5), x.nbytes
+            ),
+        }
+    assert counts == {
+        "reference forward": 3,
+        "reference backward": 1,
+        "reference inference": 3,
+        "torch forward": 1,
+    }
