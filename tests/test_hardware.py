@@ -78,6 +78,8 @@ def test_the_book_cache_matches_what_the_benchmark_writes():
     assert {"fused", "torch", "numpy", "torch reference"} <= {row["impl"] for row in rows}
     # ... under both allocators, the chapter's comparison of the two.
     assert {row["allocator"] for row in rows} == {"system", "retain"}
+    # ... each the median of 30 calls, as the chapter says.
+    assert {row["repeats"] for row in rows} == {30}
 
 
 def test_a_cache_with_other_columns_is_refused(tmp_path):
