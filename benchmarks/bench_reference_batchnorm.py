@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_reference_batchnorm.py [--repeats 20] [--threads 1 all]
         [--shapes 256x1024 32x64x32x32 64x64x56x56] [--out benchmarks/results]
+        [--cuda-shapes 64x64x56x56 256x256x28x28 4096x4096] [--no-cuda]
 
 For each device (CPU; CUDA when available), thread count (CPU), input shape
 and mode (training forward, backward, forward + backward through autograd,
@@ -24,7 +25,9 @@ Each row reports the time, the ratio to ``torch``, the bytes the model of
 ``bncourse.hardware`` says must move, the achieved GB/s and that as a
 fraction of the bandwidth of a plain copy (``dst.copy_(src)`` of 256 MiB,
 larger than the caches, timed in the same interleaved rounds): the memory
-roofline. Small shapes that stay in the caches can exceed it. CUDA rows are timed with CUDA events.
+roofline. Small shapes that stay in the caches can exceed it. CUDA rows are timed with CUDA events,
+on ``--shapes`` and then on the shapes of the CUDA targets (``CUDA_SHAPES``) unless
+``--cuda-shapes`` names others.
 Writes ``bench_reference_batchnorm.csv`` (columns ``bncourse.hardware.COLUMNS``)
 and ``bench_reference_batchnorm.png`` to ``--out``.
 
@@ -63,6 +66,9 @@ from bncourse.hardware import COLUMNS, bytes_moved
 from bncourse.timing import compare_timings
 
 SHAPES = [(256, 1024), (32, 64, 32, 32), (64, 64, 56, 56)]
+# The shapes of the CUDA targets (fused <= 1.1x torch, >= 60% of the device's copy roofline):
+# a ResNet stage, a wide late stage, a large fully connected layer. CUDA runs them after SHAPES.
+CUDA_SHAPES = [(64, 64, 56, 56), (256, 256, 28, 28), (4096, 4096)]
 MODES = ["forward", "backward", "forward+backward", "inference"]
 EPS = 1e-5
 
@@ -265,14 +271,17 @@ def print_rows(rows: list[dict[str, object]]) -> None:
         )
 
 
-def plot(rows: list[dict[str, object]], path: Path) -> None:
+def plot(rows: list[dict[str, object]], path: Path) -> list[tuple[str, int]]:
+    """Bar charts of forward + backward roofline fractions; returns the panels' (device, threads)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = [row for row in rows if row["allocator"] in (rows[0]["allocator"], "cuda")]  # one CPU allocator
-    panels = sorted({(row["device"], row["threads"]) for row in rows})[:2]
+    found = sorted({(row["device"], row["threads"]) for row in rows})
+    # The first two CPU thread counts (1 and all, by default), then CUDA when it was measured.
+    panels = [panel for panel in found if panel[0] == "cpu"][:2] + [panel for panel in found if panel[0] != "cpu"]
     figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.6), squeeze=False, dpi=150)
     for axis, (device, threads) in zip(axes[0], panels, strict=False):
         chosen = [r for r in rows if (r["device"], r["threads"]) == (device, threads)]
@@ -293,6 +302,8 @@ def plot(rows: list[dict[str, object]], path: Path) -> None:
     axes[0][0].legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path)
+    plt.close(figure)
+    return panels
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -302,6 +313,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shapes", nargs="+", type=parse_shape, default=SHAPES)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--no-cuda", action="store_true", help="CPU rows only")
+    parser.add_argument("--cuda-shapes", nargs="+", type=parse_shape, default=None,
+                        help="shapes timed on CUDA (default: --shapes, then the CUDA targets' shapes)")
     parser.add_argument("--allocator", nargs="+", choices=("system", "retain"), default=["system", "retain"],
                         help="glibc's malloc as it is, then made to retain freed memory (see above)")
     args = parser.parse_args(argv)
@@ -324,7 +337,12 @@ def main(argv: list[str] | None = None) -> None:
                 print_rows(new_rows)
                 rows += new_rows
     if torch.cuda.is_available() and not args.no_cuda:
-        for shape in args.shapes:
+        # Fresh compiled kernels: torch.compile keeps at most 8 shapes per function by default, and
+        # a shape over the limit would silently run the "reference compiled" row eagerly.
+        torch._dynamo.reset()
+        fused._compiled_kernels.clear()
+        cuda_shapes = args.cuda_shapes or list(dict.fromkeys(args.shapes + CUDA_SHAPES))
+        for shape in cuda_shapes:
             new_rows = measure(torch.device("cuda"), 0, shape, args.repeats, "cuda")
             print_rows(new_rows)
             rows += new_rows

@@ -22,6 +22,19 @@ def load_benchmark_module():
     return module
 
 
+@pytest.fixture
+def inductor_cache_setting():
+    """Restore ``torch._inductor.config.fx_graph_cache``, which the benchmark sets process-wide.
+
+    Not with monkeypatch: its undo deletes an attribute that was not in the module's
+    ``__dict__``, and torch's config module then hides the setting from later readers.
+    """
+    saved = torch._inductor.config.fx_graph_cache
+    yield
+    torch._inductor.config.fx_graph_cache = saved
+    assert torch._inductor.config.fx_graph_cache == saved
+
+
 def test_bytes_moved_counts_passes_of_the_size_of_x():
     # (32, 64, 32, 32) float32 is 8 388 608 bytes; forward and backward move 8 such tensors.
     assert hardware.bytes_moved((32, 64, 32, 32), 4, "forward+backward") == 8 * 8_388_608
@@ -31,11 +44,10 @@ def test_bytes_moved_counts_passes_of_the_size_of_x():
         hardware.bytes_moved((4, 3), 4, "training")
 
 
-def test_the_benchmark_writes_the_columns_the_loader_reads(tmp_path, monkeypatch):
+def test_the_benchmark_writes_the_columns_the_loader_reads(tmp_path, monkeypatch, inductor_cache_setting):
     """A tiny run (nothing compiled: compiling is tested in test_gpu.py) writes every column."""
     monkeypatch.setattr(fused, "_compile_error", ["not compiled in this test"])
-    # The benchmark sets these process-wide: restored after the test.
-    monkeypatch.setattr(torch._inductor.config, "fx_graph_cache", torch._inductor.config.fx_graph_cache)
+    # The benchmark sets the thread count process-wide: restored after the test.
     threads = torch.get_num_threads()
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
     bench = load_benchmark_module()
@@ -128,3 +140,29 @@ def test_new_tensors_per_call_are_those_chapter_9_counts():
         "reference inference": 3,
         "torch forward": 1,
     }
+
+
+def test_cuda_rows_cover_the_shapes_of_the_cuda_targets(tmp_path, monkeypatch, inductor_cache_setting):
+    """Without a GPU, the CUDA branch's wiring: which shapes it times and which panels it plots."""
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    bench = load_benchmark_module()
+    measured = []
+
+    def fake_measure(device, threads, shape, repeats, allocator):
+        measured.append((device.type, shape))
+        row = dict.fromkeys(hardware.COLUMNS, 1)
+        row |= {"device": device.type, "threads": threads, "allocator": allocator, "dtype": "float32",
+                "shape": "x".join(map(str, shape)), "mode": "forward+backward", "impl": "torch"}
+        return [row]
+
+    monkeypatch.setattr(bench, "measure", fake_measure)
+    bench.main(["--threads", "1", "2", "--shapes", "8x3", "--out", str(tmp_path), "--allocator", "system"])
+    assert measured == [
+        ("cpu", (8, 3)),
+        ("cpu", (8, 3)),
+        ("cuda", (8, 3)),
+        *(("cuda", shape) for shape in bench.CUDA_SHAPES),
+    ]
+    rows = hardware.load_results(tmp_path / "bench_reference_batchnorm.csv")
+    assert bench.plot(rows, tmp_path / "plot.png") == [("cpu", 1), ("cpu", 2), ("cuda", 0)]
