@@ -6,8 +6,8 @@
 
 For each device (CPU; CUDA when available), thread count (CPU), input shape
 and mode (training forward, backward, forward + backward through autograd,
-inference), times side by side, interleaved round by round (median of
-``--repeats``):
+inference), times side by side, interleaved round by round in an order shuffled
+each round (``bncourse.timing``; median of ``--repeats``):
 
 - ``numpy``: ``bncourse.cpu`` (the book's readable NumPy; CPU only),
 - ``numpy-fast``: ``bncourse.cpu_fast`` (fewer passes and temporaries),
@@ -63,7 +63,7 @@ import torch.nn.functional as F  # noqa: N812 (the usual name)
 
 from bncourse import cpu, cpu_fast, fused, gpu
 from bncourse.hardware import COLUMNS, bytes_moved
-from bncourse.timing import compare_timings
+from bncourse.timing import compare_timings, round_orders
 
 SHAPES = [(256, 1024), (32, 64, 32, 32), (64, 64, 56, 56)]
 # The shapes of the CUDA targets (fused <= 1.1x torch, >= 60% of the device's copy roofline):
@@ -176,13 +176,14 @@ def candidates(mode: str, t: dict[str, torch.Tensor]) -> dict[str, Callable[[], 
 
 
 def cuda_timings(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds per call, timed with CUDA events, candidates interleaved round by round."""
+    """Median seconds per call, timed with CUDA events, candidates interleaved in shuffled rounds."""
     for call in calls.values():
         for _ in range(3):
             call()
     times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, call in calls.items():
+    for order in round_orders(list(calls), repeats):  # shuffled rounds, as compare_timings
+        for name in order:
+            call = calls[name]
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
             call()

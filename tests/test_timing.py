@@ -26,10 +26,22 @@ def test_slower_function_measures_slower_and_every_repeat_is_recorded():
     assert timings["fast"].median < timings["slow"].median
 
 
-def test_candidates_are_interleaved_round_by_round():
+def test_candidates_are_interleaved_round_by_round_in_shuffled_order():
     order = []
-    compare_timings({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeats=3, warmup=0)
-    assert order == ["a", "b", "a", "b", "a", "b"]
+    names = "abcd"
+    calls = {name: (lambda name=name: order.append(name)) for name in names}
+    compare_timings(calls, repeats=40, warmup=0)
+    rounds = [order[i : i + 4] for i in range(0, len(order), 4)]
+    assert len(rounds) == 40 and all(sorted(r) == list(names) for r in rounds)  # each round calls each once
+    assert rounds[0] == list(names)
+    # Every candidate runs right after every other one at some point, not always after the same one.
+    follows = {(r[i], r[i + 1]) for r in rounds for i in range(3)}
+    assert follows == {(x, y) for x in names for y in names if x != y}
+    # The shuffle is seeded: the same calls again give the same order.
+    first = list(order)
+    order.clear()
+    compare_timings(calls, repeats=40, warmup=0)
+    assert order == first
 
 
 def test_median_and_quartiles_of_known_durations():
